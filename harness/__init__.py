@@ -1,0 +1,31 @@
+"""cifar-bench: a pluggy harness for timing and comparing CIFAR-10 training recipes.
+
+This module is the public API that plugins use; anything not exported here
+may change without notice.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .components import Dataset, DataSource, Recipe, Transform
+from .data import fingerprint_arrays, read_image_folder
+from .errors import DataError, PluginError, UsageError
+from .hookspecs import hookimpl
+
+try:
+    __version__ = version("cifar-bench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DataError",
+    "DataSource",
+    "Dataset",
+    "PluginError",
+    "Recipe",
+    "Transform",
+    "UsageError",
+    "__version__",
+    "fingerprint_arrays",
+    "hookimpl",
+    "read_image_folder",
+]

@@ -1,0 +1,78 @@
+"""The console observer: progress bar, the tutorial's loss log, and each run's results.
+
+An inline plugin (registered by the CLI, not by entry point), built on the
+same lifecycle hooks any observer uses.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+from .events import EpochResult, RunInfo, TrainProgress
+from .hookspecs import hookimpl
+from .records import RunRecord
+
+
+class Console:
+    def __init__(self, *, progress: bool = True, stream=None) -> None:
+        self.progress = progress
+        self.stream = stream or sys.stdout
+        self._bar: tqdm | None = None
+
+    def _print(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream)
+
+    @hookimpl
+    def run_start(self, run: RunInfo) -> None:
+        hp = ", ".join(f"{k}={v}" for k, v in run.hyperparameters.items())
+        self._print(
+            f"{run.recipe} on {run.device} ({run.loader} loader): {run.dataset}, "
+            f"{run.train_size:,} train / {run.test_size:,} test images; {hp}"
+        )
+
+    @hookimpl
+    def train_progress(self, run: RunInfo, progress: TrainProgress) -> None:
+        if self.progress:
+            if self._bar is None:
+                self._bar = tqdm(
+                    total=progress.steps_per_epoch,
+                    desc=f"epoch {progress.epoch}/{run.epochs}",
+                    unit="step",
+                    file=sys.stderr,
+                    leave=False,
+                    dynamic_ncols=True,
+                )
+            self._bar.update(progress.step - self._bar.n)
+            self._bar.set_postfix(loss=f"{progress.running_loss:.3f}", img_s=f"{progress.images_per_s:,.0f}", refresh=False)
+        if progress.log_loss is not None:
+            # The tutorial's line, character for character.
+            self._print(f"[{progress.epoch}, {progress.step:5d}] loss: {progress.log_loss:.3f}")
+
+    @hookimpl
+    def epoch_end(self, run: RunInfo, epoch: EpochResult) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self._print(
+            f"epoch {epoch.epoch}: mean loss {epoch.mean_loss:.3f}, "
+            f"{epoch.train_s:.1f} s, {epoch.images / epoch.train_s if epoch.train_s else 0:,.0f} img/s"
+        )
+
+    @hookimpl
+    def run_end(self, run: RunInfo, record: RunRecord) -> None:
+        m, t, tp = record.metrics, record.timings, record.throughput
+        if m.test_accuracy is None:
+            return
+        self._print(f"Accuracy on test images: {100 * m.test_accuracy:.2f}%")
+        width = max(len(c) for c in m.per_class_accuracy) if m.per_class_accuracy else 0
+        for name, acc in m.per_class_accuracy.items():
+            self._print(f"  {name:<{width}}  {100 * acc:5.1f}%")
+        self._print(
+            f"train {t.train_s:.1f} s ({tp.train_img_s:,.0f} img/s), "
+            f"eval {t.eval_s:.2f} s ({tp.eval_img_s:,.0f} img/s), setup {t.setup_s:.1f} s"
+        )

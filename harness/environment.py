@@ -1,0 +1,58 @@
+"""The hardware and software a result came from, stored with every record."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import subprocess
+import sys
+
+import torch
+import torchvision
+
+from .records import Environment
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the working directory, with ``+dirty`` when it has changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "") if commit else None
+
+
+def collect(device_name: str) -> Environment:
+    return Environment(
+        python=sys.version.split()[0],
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        platform=platform.platform(),
+        cpu=cpu_model(),
+        threads=torch.get_num_threads(),
+        device_name=device_name,
+        git_commit=git_commit(),
+        hostname=socket.gethostname(),
+    )

@@ -1,0 +1,38 @@
+"""Errors the CLI turns into one-line messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UsageError(Exception):
+    """Bad input from the user: unknown name, bad flag, missing data. Exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(UsageError):
+    """Data missing or unreadable; the message says how to get it."""
+
+
+class PluginError(UsageError):
+    """A plugin is broken; the message names the plugin and what is wrong."""
+
+
+class RunFailed(Exception):
+    """A run started but could not finish. Exit code 1."""
+
+    exit_code = 1
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str], hint: str = "") -> UsageError:
+    """An error for a name that is not registered, suggesting the closest ones."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if close:
+        suggestion = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    else:
+        suggestion = "known: " + (", ".join(known) if known else "none")
+    tail = f" ({hint})" if hint else ""
+    return UsageError(f"unknown {kind} {name!r}: {suggestion}{tail}")

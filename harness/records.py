@@ -1,0 +1,175 @@
+"""The result of a run, as typed records, and how they are stored as JSON.
+
+One run makes one :class:`RunRecord`, written as one JSON file. Writes are
+atomic (a temporary file in the same folder, then a rename), so a reader
+never sees half a record, even when a run is killed while saving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+#: Bumped whenever a field changes meaning or is removed (adding one is fine).
+SCHEMA_VERSION = 1
+
+#: What a run can end as. Only ``ok`` runs count in reports by default.
+STATUSES = ("ok", "skipped", "failed", "diverged", "interrupted")
+
+
+@dataclass
+class ComponentRef:
+    """Which registered component a run used, and the plugin that provided it."""
+
+    name: str
+    plugin: str
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    fingerprint: str
+    train_size: int
+    test_size: int
+    classes: list[str]
+    synthetic: bool = False
+    source: str = ""
+
+
+@dataclass
+class Metrics:
+    test_accuracy: float | None = None  # fraction of the test set, 0..1
+    per_class_accuracy: dict[str, float] = field(default_factory=dict)
+    epoch_loss: list[float] = field(default_factory=list)  # mean training loss per epoch
+
+
+@dataclass
+class Timings:
+    """Seconds per phase; each edge waits for the device, so no work leaks across."""
+
+    setup_s: float = 0.0  # data preparation and model build
+    train_s: float = 0.0  # training steps only
+    eval_s: float = 0.0  # the final test-set evaluation
+    total_s: float = 0.0  # wall time of the whole run, setup included
+    epoch_train_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Throughput:
+    train_img_s: float = 0.0  # training images per second of train_s
+    eval_img_s: float = 0.0  # test images per second of eval_s
+
+
+@dataclass
+class Environment:
+    """The hardware and software a result came from."""
+
+    python: str
+    torch: str
+    torchvision: str
+    platform: str
+    cpu: str
+    threads: int
+    device_name: str
+    git_commit: str | None = None
+    hostname: str = ""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    status: str
+    recipe: str
+    components: dict[str, ComponentRef]
+    hyperparameters: dict[str, Any]
+    seed: int
+    device: str
+    loader: str
+    dataset: DatasetInfo | None
+    metrics: Metrics
+    timings: Timings
+    throughput: Throughput
+    environment: Environment
+    overrides: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        # schema_version first: the one key a reader must see before trusting the rest.
+        return {"schema_version": data.pop("schema_version"), **data}
+
+
+def new_run_id(recipe: str, device: str) -> str:
+    """A run id that sorts by start time and cannot collide across processes.
+
+    The random suffix is what makes two runs started in the same second by
+    two processes writing to one folder still distinct.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{safe_name(recipe)}-{safe_name(device)}-{secrets.token_hex(4)}"
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a recipe, device or plugin name.
+
+    Only letters, digits, ``.``, ``_`` and ``-`` survive, and no leading dot,
+    so a name can never climb out of the results folder.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")
+    return cleaned or "_"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write ``data`` as JSON to ``path`` so that it is either all there or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_record(record: RunRecord, results_dir: Path) -> Path:
+    """Store ``record`` as ``<results_dir>/<run_id>.json``; returns the path."""
+    return write_json_atomic(results_dir / f"{safe_name(record.run_id)}.json", record.to_dict())
+
+
+class RecordError(ValueError):
+    """A file that is not a readable run record; the message names the file."""
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Load one record as a dict, refusing files that are not records of a known schema."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise RecordError(f"{path}: not a cifar-bench run record (no schema_version)")
+    version = data["schema_version"]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise RecordError(
+            f"{path}: record schema_version {version!r} is newer than this cifar-bench "
+            f"understands ({SCHEMA_VERSION}); upgrade cifar-bench to read it"
+        )
+    return data

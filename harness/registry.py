@@ -1,0 +1,117 @@
+"""The registry: every component the loaded plugins provide, by kind and name.
+
+Built once per process by calling each ``register_*`` hook with a callback
+that records which plugin provided what. Duplicate names are refused, naming
+both plugins: silently preferring one would make results depend on plugin
+load order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from .components import Recipe
+from .errors import PluginError, unknown_name
+
+# kind -> the hook that registers it
+HOOKS = {
+    "dataset": "register_datasets",
+    "transform": "register_transforms",
+    "model": "register_models",
+    "loss": "register_losses",
+    "optimizer": "register_optimizers",
+    "recipe": "register_recipes",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component."""
+
+    kind: str
+    name: str
+    factory: Any  # the factory; for recipes, the Recipe itself
+    plugin: str  # name of the plugin that registered it
+    description: str = ""
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in HOOKS}
+
+    def add(self, entry: Entry) -> None:
+        existing = self._entries[entry.kind].get(entry.name)
+        if existing is not None:
+            raise PluginError(
+                f"{entry.kind} {entry.name!r} is registered by both plugin "
+                f"{existing.plugin!r} and plugin {entry.plugin!r}: rename one, "
+                f"or disable one with -p no:NAME"
+            )
+        self._entries[entry.kind][entry.name] = entry
+
+    def get(self, kind: str, name: str) -> Entry:
+        try:
+            return self._entries[kind][name]
+        except KeyError:
+            hint = "see 'cifar-bench list'"
+            raise unknown_name(kind, name, self._entries[kind], hint) from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def __iter__(self) -> Iterator[Entry]:
+        for kind in HOOKS:
+            yield from (self._entries[kind][name] for name in sorted(self._entries[kind]))
+
+    def recipe(self, name: str) -> Recipe:
+        return self.get("recipe", name).factory
+
+
+def collect(pm: pluggy.PluginManager) -> Registry:
+    """Call every component hook of every plugin and gather what they register."""
+    registry = Registry()
+    for kind, hook_name in HOOKS.items():
+        hook = getattr(pm.hook, hook_name)
+        # Called one implementation at a time (not through pm.hook) so that
+        # every component is attributed to the plugin that registered it.
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            args = {"register": _register_callback(registry, kind, impl.plugin_name)}
+            try:
+                impl.function(*(args[name] for name in impl.argnames))
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: {hook_name} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+    return registry
+
+
+def _register_callback(registry: Registry, kind: str, plugin: str) -> Callable[..., None]:
+    if kind == "recipe":
+
+        def register_recipe(recipe: Recipe) -> None:
+            if not isinstance(recipe, Recipe):
+                raise PluginError(
+                    f"plugin {plugin!r}: register_recipes registered "
+                    f"{type(recipe).__name__}, expected cifar_bench.Recipe"
+                )
+            registry.add(Entry("recipe", recipe.name, recipe, plugin, recipe.description))
+
+        return register_recipe
+
+    def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
+        if not isinstance(name, str) or not name or not callable(factory):
+            raise PluginError(
+                f"plugin {plugin!r}: {HOOKS[kind]} must call register(name, factory), "
+                f"got register({name!r}, {factory!r})"
+            )
+        registry.add(Entry(kind, name, factory, plugin, description))
+
+    return register
