@@ -1,0 +1,182 @@
+"""The statistics behind ``cifar-bench compare``: is the current code really slower?
+
+Two ideas, both rank-based so that one run slowed by a noisy neighbour
+cannot swing the answer the way it swings a mean:
+
+* **The size of the change** is the Hodges-Lehmann estimate of the time
+  ratio: the median, over every (current, baseline) pair of runs, of
+  ``current / baseline``. Its confidence interval is the matching
+  distribution-free one: order statistics of those pairwise ratios, cut at
+  the critical values of the exact Mann-Whitney U distribution. The interval
+  is the inversion of the test below, so a 90% interval whose lower end is
+  above 1 is the same statement as "one-sided test significant at 5%".
+* **Whether it is real** is the one-sided Mann-Whitney U test (as asv
+  uses): are the current times stochastically larger than the baseline's?
+
+With too few runs the test cannot reach significance however large the
+change (one run a side, or 2 against 2: the smallest possible p-value is
+above ``alpha``); then the decision falls back on the threshold alone and
+says so, rather than pretending to a confidence it does not have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from statistics import NormalDist, median
+
+#: Relative slack when comparing a probability with a level: 1 - 0.9 is not exactly 0.1 in
+#: floating point, and 3 runs against 3 (best p exactly 1/20) must count at alpha 0.05.
+SLACK = 1e-9
+
+#: Above this many (current, baseline) pairs the exact U distribution is
+#: replaced by its normal approximation (exact counting grows as n²m).
+EXACT_LIMIT = 2500
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """``current / baseline`` with a confidence interval (``None`` when too few runs allow none)."""
+
+    ratio: float
+    low: float | None
+    high: float | None
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SlowdownDecision:
+    """What the gate concluded about one pair of samples, and why."""
+
+    estimate: RatioEstimate
+    p_value: float | None  # one-sided Mann-Whitney U; None when significance could not be judged
+    judged: bool  # False: too few runs for the test to ever be significant, threshold alone used
+    slower: bool  # the estimated ratio exceeds 1 + max_slowdown
+    regression: bool
+    baseline_runs: int
+    current_runs: int
+    alpha: float
+
+    @property
+    def significant(self) -> bool | None:
+        """True or False when the test was run; None when it could not be judged."""
+        return None if self.p_value is None else is_significant(self.p_value, self.alpha)
+
+
+@cache
+def u_null_counts(n: int, m: int) -> tuple[int, ...]:
+    """How many of the C(n+m, n) equally likely rank orders give U = 0, 1, ..., n*m.
+
+    These are the coefficients of the Gaussian binomial [n+m choose n]_q,
+    built one factor (1 - q^(m+i)) / (1 - q^i) at a time; every partial
+    product is itself a polynomial, so the division is exact.
+    """
+    if n > m:
+        n, m = m, n
+    poly = [1]
+    for i in range(1, n + 1):
+        times = poly + [0] * (m + i)  # multiply by (1 - q^(m+i))
+        for j in range(len(times) - 1, m + i - 1, -1):
+            times[j] -= times[j - m - i]
+        out = [0] * (i * m + 1)  # divide by (1 - q^i)
+        for j in range(len(out)):
+            out[j] = times[j] + (out[j - i] if j >= i else 0)
+        poly = out
+    return tuple(poly)
+
+
+def min_p_value(n: int, m: int) -> float:
+    """The smallest one-sided p-value an exact Mann-Whitney test of n against m runs can give."""
+    return 1.0 / math.comb(n + m, n)
+
+
+def _critical_rank(n: int, m: int, tail: float) -> int:
+    """The largest k with P(U <= k - 1) <= tail under the null (0: no interval reaches it)."""
+    if n * m > EXACT_LIMIT:
+        mean, sd = n * m / 2, math.sqrt(n * m * (n + m + 1) / 12)
+        return max(0, math.floor(mean + NormalDist().inv_cdf(tail) * sd + 0.5))
+    counts, total = u_null_counts(n, m), math.comb(n + m, n)
+    cumulative, k = 0, 0
+    for u, count in enumerate(counts):
+        cumulative += count
+        if cumulative / total > tail * (1 + SLACK):
+            break
+        k = u + 1
+    return k
+
+
+def ratio_estimate(
+    baseline: Sequence[float], current: Sequence[float], confidence: float = 0.90
+) -> RatioEstimate:
+    """Hodges-Lehmann estimate and interval of ``current / baseline`` (times must be > 0).
+
+    Worked on log times, so that the ratio is symmetric: twice as slow and
+    twice as fast are equally far from 1.
+    """
+    _check(baseline, "baseline")
+    _check(current, "current")
+    diffs = sorted(math.log(c) - math.log(b) for c in current for b in baseline)
+    ratio = math.exp(median(diffs))
+    k = _critical_rank(len(baseline), len(current), (1 - confidence) / 2)
+    if k < 1:
+        return RatioEstimate(ratio, None, None, confidence)
+    return RatioEstimate(ratio, math.exp(diffs[k - 1]), math.exp(diffs[len(diffs) - k]), confidence)
+
+
+def slower_p_value(baseline: Sequence[float], current: Sequence[float]) -> float:
+    """One-sided Mann-Whitney U p-value for "current takes longer than baseline".
+
+    scipy picks the exact distribution for small samples without ties and
+    the tie-corrected normal approximation otherwise.
+    """
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(current, baseline, alternative="greater", method="auto").pvalue)
+
+
+def can_judge(n: int, m: int, alpha: float) -> bool:
+    """Whether n against m runs can ever be significant at ``alpha`` (never with one run a side)."""
+    return min(n, m) >= 2 and min_p_value(n, m) <= alpha * (1 + SLACK)
+
+
+def judge_slowdown(
+    baseline: Sequence[float],
+    current: Sequence[float],
+    *,
+    max_slowdown: float = 0.10,
+    alpha: float = 0.05,
+) -> SlowdownDecision:
+    """A regression is a slowdown both larger than ``max_slowdown`` and significant at ``alpha``.
+
+    Requiring both is what keeps the gate quiet on a shared runner: noise
+    alone rarely makes every current run slower than every baseline run
+    *and* by more than the threshold. When the sample sizes cannot support
+    the test, the threshold decides alone (``judged`` is False).
+    """
+    estimate = ratio_estimate(baseline, current, confidence=1 - 2 * alpha)
+    slower = estimate.ratio > 1 + max_slowdown
+    judged = can_judge(len(baseline), len(current), alpha)
+    p_value = slower_p_value(baseline, current) if judged else None
+    return SlowdownDecision(
+        estimate=estimate,
+        p_value=p_value,
+        judged=judged,
+        slower=slower,
+        regression=slower and (p_value is None or is_significant(p_value, alpha)),
+        baseline_runs=len(baseline),
+        current_runs=len(current),
+        alpha=alpha,
+    )
+
+
+def is_significant(p_value: float, alpha: float) -> bool:
+    return p_value <= alpha * (1 + SLACK)
+
+
+def _check(values: Sequence[float], side: str) -> None:
+    if not values:
+        raise ValueError(f"no {side} times to compare")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"{side} times must be positive and finite, got {list(values)}")
