@@ -1,0 +1,447 @@
+"""``cifar-bench compare BASELINE CURRENT``: the regression gate.
+
+Runs are paired by recipe, device and variant (loader, precision,
+channels_last, compile). For each pair the gate asks two questions:
+
+* is the current code slower by more than ``--max-slowdown`` *and* is that
+  slowdown significant across the repeats (see :mod:`cifar_bench.stats`)?
+* did median test accuracy drop by more than ``--max-accuracy-drop`` points?
+
+Either makes the pair a regression; so does a current run that failed or
+diverged where no baseline run did. Exit code 0: no regression; 1: at least
+one; 2: bad input (nothing readable, nothing to pair).
+
+``--ratio`` gates on each record's ``timings_ratio`` (its time divided by
+that of a reference recipe run interleaved with it, ``run --reference``)
+instead of on seconds: a runner that is slower for everything slows the
+reference as much as the candidate, so the ratio stays put.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from .errors import UsageError
+from .report import ENVIRONMENT_FIELDS, load_runs, warn, write_output
+from .stats import SlowdownDecision, judge_slowdown
+
+PAIR_KEY = ("recipe", "device", "variant")
+METRICS = ("train_s", "total_s")
+FORMATS = ("text", "markdown", "json")
+FAILED = ("failed", "diverged")  # statuses that count against the current code
+#: What must match for two sides' times to be like for like; a difference is warned about.
+WORKLOAD_FIELDS = ("dataset_fingerprint", "train_size", "test_size", "epochs", "batch_size")
+
+
+@dataclass(frozen=True)
+class Settings:
+    metric: str = "train_s"
+    max_slowdown: float = 0.10  # a fraction: 0.10 is 10% slower
+    max_accuracy_drop: float = 2.0  # percentage points
+    alpha: float = 0.05
+    ratio: bool = False  # gate on timings_ratio (candidate / interleaved reference) instead of seconds
+
+    @property
+    def column(self) -> str:
+        return f"ratio_{self.metric}" if self.ratio else self.metric
+
+    @property
+    def label(self) -> str:
+        name = self.metric.replace("_s", " s")
+        return f"{name} / reference" if self.ratio else name
+
+
+@dataclass
+class PairResult:
+    recipe: str
+    device: str
+    variant: str
+    baseline_runs: int  # ok runs
+    current_runs: int
+    baseline_time: float | None = None  # median of the gated measure
+    current_time: float | None = None
+    decision: SlowdownDecision | None = None
+    accuracy_change: float | None = None  # points, current minus baseline medians
+    verdict: str = "not compared"  # regression | slower | faster | ok | not compared
+    reasons: list[str] = field(default_factory=list)  # why the verdict, shortest first
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == "regression"
+
+
+@dataclass
+class Comparison:
+    settings: Settings
+    pairs: list[PairResult]
+    warnings: list[str]
+    notes: list[str]
+
+    @property
+    def regressions(self) -> list[PairResult]:
+        return [p for p in self.pairs if p.regression]
+
+
+# -- comparing ----------------------------------------------------------------------
+
+
+def compare_runs(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> Comparison:
+    """Pair the two sides' runs and judge every pair (both frames come from :func:`load_runs`)."""
+    if settings.ratio and baseline[settings.column].isna().all() and current[settings.column].isna().all():
+        raise UsageError(
+            "--ratio needs records with a reference timing (made with 'cifar-bench run --reference RECIPE'); "
+            "none of these have one"
+        )
+    base_keys, cur_keys = _keys(baseline), _keys(current)
+    shared = sorted(base_keys & cur_keys)
+    if not shared:
+        raise UsageError(
+            "no recipe/device/variant of CURRENT matches one of BASELINE "
+            f"(baseline: {_key_list(base_keys)}; current: {_key_list(cur_keys)})"
+        )
+    notes = [f"only in baseline, not compared: {' / '.join(k)}" for k in sorted(base_keys - cur_keys)]
+    notes += [f"only in current, not compared: {' / '.join(k)}" for k in sorted(cur_keys - base_keys)]
+    warnings: list[str] = []
+    pairs = []
+    for key in shared:
+        b, c = _select(baseline, key), _select(current, key)
+        pairs.append(judge_pair(key, b, c, settings))
+        warnings += workload_warnings(key, b[b.status == "ok"], c[c.status == "ok"])
+    if all(p.verdict == "not compared" for p in pairs):
+        reasons = "; ".join(f"{p.recipe}/{p.device}/{p.variant}: {', '.join(p.reasons)}" for p in pairs)
+        raise UsageError(f"nothing could be compared ({reasons})")
+    warnings = (
+        environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings)
+        + warnings
+    )
+    return Comparison(settings, pairs, warnings, notes)
+
+
+def judge_pair(
+    key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFrame, settings: Settings
+) -> PairResult:
+    """The verdict for one recipe/device/variant, with its reasons."""
+    b_ok, c_ok = baseline[baseline.status == "ok"], current[current.status == "ok"]
+    result = PairResult(*key, baseline_runs=len(b_ok), current_runs=len(c_ok))
+    regressions: list[str] = []
+
+    b_failed, c_failed = baseline[baseline.status.isin(FAILED)], current[current.status.isin(FAILED)]
+    if len(c_failed) and not len(b_failed):
+        statuses = "/".join(sorted(set(c_failed.status)))
+        regressions.append(f"{len(c_failed)} of {len(current)} current runs {statuses} (no baseline run did)")
+
+    b_times, c_times = _times(b_ok, settings.column), _times(c_ok, settings.column)
+    if b_times and c_times:
+        decision = judge_slowdown(b_times, c_times, max_slowdown=settings.max_slowdown, alpha=settings.alpha)
+        result.decision = decision
+        result.baseline_time, result.current_time = _median(b_times), _median(c_times)
+        change = f"{_percent(decision.estimate.ratio - 1)} {settings.label}"
+        if decision.regression:
+            regressions.append(change + (f" (p={decision.p_value:.3g})" if decision.judged else ""))
+        elif decision.slower:
+            result.reasons.append(f"{change}, not significant (p={decision.p_value:.3g})")
+        if not decision.judged:
+            result.reasons.append(
+                f"{decision.baseline_runs} vs {decision.current_runs} runs: too few to judge significance, "
+                "threshold alone"
+            )
+    elif len(b_ok) and len(c_ok):
+        result.reasons.append(f"no {settings.label} on " + ("either side" if not b_times and not c_times else
+                              "the baseline side" if not b_times else "the current side"))  # fmt: skip
+    else:
+        missing = [side for side, n in (("baseline", len(b_ok)), ("current", len(c_ok))) if not n]
+        result.reasons.append(f"no ok run on the {' or '.join(missing)} side")
+
+    b_acc, c_acc = _median(_finite(b_ok, "test_accuracy_pct")), _median(_finite(c_ok, "test_accuracy_pct"))
+    if b_acc is not None and c_acc is not None:
+        result.accuracy_change = c_acc - b_acc
+        if result.accuracy_change < -settings.max_accuracy_drop:
+            regressions.append(f"accuracy {result.accuracy_change:+.2f} points")
+
+    if regressions:
+        result.verdict, result.reasons = "regression", regressions + result.reasons
+    elif result.decision is not None:
+        ratio = result.decision.estimate.ratio
+        if ratio > 1 + settings.max_slowdown:
+            result.verdict = "slower"
+        elif ratio < 1 - settings.max_slowdown:
+            result.verdict = "faster"
+        else:
+            result.verdict = "ok"
+        if result.verdict == "faster":
+            result.reasons.insert(0, f"{_percent(ratio - 1)} {settings.label}")
+    elif result.accuracy_change is not None:
+        result.verdict = "ok"
+    return result
+
+
+def environment_warnings(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> list[str]:
+    """One line per hardware or library field on which the two sides differ."""
+    warnings = []
+    for name in ENVIRONMENT_FIELDS:
+        b, c = _values(baseline, name), _values(current, name)
+        if b and c and b != c:
+            label = name.replace("_", " ")
+            warnings.append(
+                f"the sides ran with different {label}: baseline {', '.join(b)}; current {', '.join(c)}"
+            )
+    if warnings and settings.ratio:
+        warnings.append("gating on reference ratios, which cancel most of a difference in runner speed")
+    elif warnings:
+        warnings.append("times from different hardware or libraries differ for reasons other than the code")
+    if settings.ratio:
+        b, c = _values(baseline, "reference_recipe"), _values(current, "reference_recipe")
+        if b and c and b != c:
+            warnings.append(
+                f"the sides used different reference recipes: baseline {', '.join(b)}; current {', '.join(c)}"
+            )
+    return warnings
+
+
+def workload_warnings(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """Warn when paired runs did different amounts of work (epochs, subset sizes, data)."""
+    differing = []
+    for name in WORKLOAD_FIELDS:
+        b, c = _values(baseline, name), _values(current, name)
+        if b and c and b != c:
+            differing.append(f"{name} {'/'.join(b)} vs {'/'.join(c)}")
+    if not differing:
+        return []
+    what = "; ".join(differing)
+    return [f"{' / '.join(key)}: the sides did different work ({what}), so times are not like for like"]
+
+
+def _keys(runs: pd.DataFrame) -> set[tuple[str, ...]]:
+    return set(runs[list(PAIR_KEY)].itertuples(index=False, name=None))
+
+
+def _key_list(keys: set[tuple[str, ...]]) -> str:
+    return ", ".join(" / ".join(k) for k in sorted(keys)) or "none"
+
+
+def _select(runs: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
+    mask = pd.Series(True, index=runs.index)
+    for column, value in zip(PAIR_KEY, key, strict=True):
+        mask &= runs[column] == value
+    return runs[mask]
+
+
+def _finite(runs: pd.DataFrame, column: str) -> list[float]:
+    return [float(v) for v in runs[column] if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def _times(runs: pd.DataFrame, column: str) -> list[float]:
+    return [v for v in _finite(runs, column) if v > 0]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(pd.Series(values).median()) if len(values) else None
+
+
+def _values(runs: pd.DataFrame, column: str) -> list[str]:
+    return sorted(
+        {str(v) for v in runs[column] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    )
+
+
+def _percent(change: float) -> str:
+    return f"{abs(change) * 100:.1f}% {'slower' if change > 0 else 'faster'}"
+
+
+# -- rendering ----------------------------------------------------------------------
+
+
+def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    s = comparison.settings
+    ci_label = f"{round((1 - 2 * s.alpha) * 100)}% CI"
+    rows = []
+    for p in comparison.pairs:
+        d = p.decision
+        ci = "n/a" if d is None or d.estimate.low is None else f"{d.estimate.low:.3f}–{d.estimate.high:.3f}"
+        rows.append({
+            "recipe": p.recipe,
+            "device": p.device,
+            "variant": p.variant,
+            "runs": f"{p.baseline_runs}/{p.current_runs}",
+            f"baseline {s.label}": _fmt(p.baseline_time, ".4g"),
+            f"current {s.label}": _fmt(p.current_time, ".4g"),
+            "ratio": _fmt(d.estimate.ratio if d else None, ".3f"),
+            ci_label: ci,
+            "p": _fmt(d.p_value if d else None, ".3g"),
+            "acc Δ pts": _fmt(p.accuracy_change, "+.2f"),
+            "verdict": p.verdict.upper() if p.regression else p.verdict,
+            "why": "; ".join(p.reasons),
+        })  # fmt: skip
+    return rows
+
+
+def _table(comparison: Comparison, tablefmt: str) -> str:
+    """The pairs as a table; cells are pre-formatted strings, so tabulate must not re-parse them."""
+    rows = table_rows(comparison)
+    numeric = {"runs", "ratio", "p", "acc Δ pts"}
+    align = [
+        "right" if name in numeric or name.startswith(("baseline ", "current ")) else "left"
+        for name in rows[0]
+    ]
+    return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True, colalign=align)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def headline(comparison: Comparison) -> str:
+    n, total = len(comparison.regressions), len(comparison.pairs)
+    return f"{n} regression{'s' if n != 1 else ''} in {total} pair{'s' if total != 1 else ''}" if n else (
+        f"no regression in {total} pair{'s' if total != 1 else ''}")  # fmt: skip
+
+
+def rule(settings: Settings) -> str:
+    return (
+        f"A pair is a regression when {settings.label} is more than {settings.max_slowdown * 100:g}% slower "
+        f"and the slowdown is significant (one-sided Mann-Whitney U, p ≤ {settings.alpha:g}), when median "
+        f"test accuracy drops by more than {settings.max_accuracy_drop:g} points, or when current runs fail "
+        "where baseline runs did not. Ratio: Hodges-Lehmann estimate of current/baseline."
+    )
+
+
+def render_text(comparison: Comparison, baseline: str, current: str) -> str:
+    lines = [f"baseline: {baseline}", f"current:  {current}", "",
+             _table(comparison, "simple"), ""]  # fmt: skip
+    lines += [f"warning: {w}" for w in comparison.warnings]
+    lines += [f"note: {n}" for n in comparison.notes]
+    lines += [rule(comparison.settings), f"result: {headline(comparison)}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(comparison: Comparison, baseline: str, current: str) -> str:
+    """A pull-request comment: headline, table, then warnings and notes as lists."""
+    mark = "❌" if comparison.regressions else "✅"
+    lines = [f"### {mark} cifar-bench compare: {headline(comparison)}", "",
+             f"Baseline `{baseline}` against current `{current}`.", "",
+             _table(comparison, "github"), ""]  # fmt: skip
+    if comparison.warnings:
+        lines += ["**Warnings**", "", *(f"- {w}" for w in comparison.warnings), ""]
+    if comparison.notes:
+        lines += ["**Notes**", "", *(f"- {n}" for n in comparison.notes), ""]
+    lines.append(f"<sub>{rule(comparison.settings)}</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(comparison: Comparison, baseline: str, current: str) -> str:
+    pairs = []
+    for p in comparison.pairs:
+        item = asdict(p)
+        item["regression"] = p.regression
+        if p.decision is not None:
+            item["decision"]["significant"] = p.decision.significant
+        pairs.append(item)
+    data = {
+        "baseline": baseline,
+        "current": current,
+        "regressions": len(comparison.regressions),
+        "settings": asdict(comparison.settings),
+        "pairs": pairs,
+        "warnings": comparison.warnings,
+        "notes": comparison.notes,
+    }
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Comparison, str, str], str]] = {
+    "text": render_text,
+    "markdown": render_markdown,
+    "json": render_json,
+}
+
+
+# -- the command ----------------------------------------------------------------------
+
+
+def _percentage(text: str) -> float:
+    """``10`` or ``10%`` -> 0.10."""
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 10 or 10%, got {text!r}") from None
+    if not 0 <= value < 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000 percent, got {text!r}")
+    return value / 100
+
+
+def _points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of accuracy points, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100 points, got {text!r}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability such as 0.05, got {text!r}") from None
+    if not 0 < value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be above 0 and below 0.5, got {text!r}")
+    return value
+
+
+def _choice(choices: Sequence[str], what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}: use one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def add_command(commands, plugin_flag) -> None:
+    parser = commands.add_parser(
+        "compare",
+        help="gate: is CURRENT slower or less accurate than BASELINE? (exit 0 no, 1 yes, 2 bad input)",
+    )
+    parser.add_argument("baseline", type=Path, metavar="BASELINE", help="record file or folder of the base")
+    parser.add_argument("current", type=Path, metavar="CURRENT", help="record file or folder of the change")
+    add = parser.add_argument
+    add("--max-slowdown", type=_percentage, default=0.10, metavar="PCT",
+        help="slowdown allowed before a pair can be a regression [10%%]")  # fmt: skip
+    add("--max-accuracy-drop", type=_points, default=2.0, metavar="POINTS",
+        help="median test-accuracy drop allowed, in percentage points [2]")  # fmt: skip
+    add("--alpha", type=_alpha, default=0.05, help="significance level of the slowdown test [0.05]")
+    add("--metric", type=_choice(METRICS, "metric"), default="train_s",
+        help="time to gate on: train_s (training steps only) or total_s (whole run) [train_s]")  # fmt: skip
+    add("--ratio", action="store_true",
+        help="gate on time relative to the interleaved reference run (run --reference)")  # fmt: skip
+    add("--format", type=_choice(FORMATS, "format"), default="text", help="text|markdown|json [text]")
+    add("--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    baseline = load_runs([args.baseline]).runs
+    current = load_runs([args.current]).runs
+    settings = Settings(
+        metric=args.metric,
+        max_slowdown=args.max_slowdown,
+        max_accuracy_drop=args.max_accuracy_drop,
+        alpha=args.alpha,
+        ratio=args.ratio,
+    )
+    comparison = compare_runs(baseline, current, settings)
+    if args.output is not None or args.format != "text":  # text on stdout shows them already
+        for message in comparison.warnings:
+            warn(message)
+    write_output(RENDERERS[args.format](comparison, str(args.baseline), str(args.current)), args.output)
+    return 1 if comparison.regressions else 0

@@ -1,0 +1,344 @@
+"""``cifar-bench compare``: pairing, decisions, warnings and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cifar_bench.cli import main
+from cifar_bench.compare import Settings, compare_runs
+from cifar_bench.records import (
+    SCHEMA_VERSION,
+    ComponentRef,
+    DatasetInfo,
+    Environment,
+    Metrics,
+    RunRecord,
+    Throughput,
+    Timings,
+)
+from cifar_bench.report import load_runs
+
+_counter = iter(range(10**6))
+STEADY = [10.0, 10.2, 9.8, 10.1, 9.9]  # five repeats of one job
+
+
+def record(
+    recipe="baseline", device="cpu", *, train_s=10.0, accuracy=0.5, status="ok", torch="2.4.0", **extra
+):
+    """A record dict as the runner writes it; ``extra`` sets top-level fields."""
+    run = RunRecord(
+        run_id=f"run-{next(_counter)}",
+        status=status,
+        recipe=recipe,
+        components={"model": ComponentRef("net", "baseline")},
+        hyperparameters={"epochs": 2, "batch_size": 4, "lr": 0.001},
+        seed=0,
+        device=device,
+        loader="tensor",
+        dataset=DatasetInfo("synthetic", "abc123", 1000, 200, [f"c{i}" for i in range(10)], synthetic=True),
+        metrics=Metrics(test_accuracy=accuracy, epoch_loss=[2.3, 2.0]),
+        timings=Timings(train_s=train_s, eval_s=0.5, total_s=train_s + 1),
+        throughput=Throughput(train_img_s=2000 / train_s, eval_img_s=400.0),
+        environment=Environment("3.11.7", torch, "0.19.0", "Linux", "AMD EPYC", 2, "AMD EPYC"),
+    ).to_dict()
+    run.update(extra)
+    return run
+
+
+def side(folder: Path, times=STEADY, **fields) -> Path:
+    """A folder of one record per time, all with the same other fields."""
+    return write(folder, *(record(train_s=t, **fields) for t in times))
+
+
+def write(folder: Path, *records: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (folder / f"{r['run_id']}.json").write_text(json.dumps(r))
+    return folder
+
+
+def compare(tmp_path: Path, base: Path, cur: Path, *flags: str, capsys) -> tuple[int, dict, str]:
+    """Run the CLI with --format json; returns the exit code, the parsed report and stderr."""
+    code = main(["compare", str(base), str(cur), "--format", "json", *flags])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out else {}), err
+
+
+def pairs_by_key(report: dict) -> dict:
+    return {(p["recipe"], p["device"], p["variant"]): p for p in report["pairs"]}
+
+
+# -- decisions and exit codes -----------------------------------------------------------------
+
+
+def test_identical_code_passes(tmp_path, capsys):
+    code, report, _ = compare(
+        tmp_path, side(tmp_path / "a"), side(tmp_path / "b", times=STEADY[::-1]), capsys=capsys
+    )
+    assert code == 0 and report["regressions"] == 0
+    pair = report["pairs"][0]
+    assert pair["verdict"] == "ok" and pair["decision"]["estimate"]["ratio"] == pytest.approx(1.0)
+
+
+def test_a_consistent_15_percent_slowdown_fails(tmp_path, capsys):
+    slower = side(tmp_path / "b", [t * 1.15 for t in STEADY])
+    code, report, _ = compare(tmp_path, side(tmp_path / "a"), slower, capsys=capsys)
+    assert code == 1
+    pair = report["pairs"][0]
+    assert pair["verdict"] == "regression" and pair["decision"]["significant"]
+    assert pair["decision"]["estimate"]["ratio"] == pytest.approx(1.15)
+    assert "15.0% slower" in pair["reasons"][0]
+
+
+def test_a_slowdown_under_a_raised_threshold_passes(tmp_path, capsys):
+    slower = side(tmp_path / "b", [t * 1.15 for t in STEADY])
+    code, report, _ = compare(tmp_path, side(tmp_path / "a"), slower, "--max-slowdown", "20%", capsys=capsys)
+    assert code == 0 and report["pairs"][0]["verdict"] == "ok"
+
+
+def test_noise_that_crosses_the_threshold_without_significance_passes(tmp_path, capsys):
+    baseline = [9.38, 10.27, 8.59, 10.08, 9.85]
+    current = [10.58, 8.0, 15.38, 9.69, 12.8]  # two slow outliers: median pairwise ratio 1.13, ranks mixed
+    code, report, _ = compare(
+        tmp_path, side(tmp_path / "a", baseline), side(tmp_path / "b", current), capsys=capsys
+    )
+    pair = report["pairs"][0]
+    assert code == 0 and pair["verdict"] == "slower"
+    assert pair["decision"]["estimate"]["ratio"] > 1.1 and not pair["decision"]["significant"]
+    assert "not significant" in pair["reasons"][0]
+
+
+def test_single_runs_use_the_threshold_alone_and_say_so(tmp_path, capsys):
+    base = side(tmp_path / "a", [10.0])
+    code, report, _ = compare(tmp_path, base, side(tmp_path / "b", [11.5]), capsys=capsys)
+    pair = report["pairs"][0]
+    assert code == 1 and pair["decision"]["judged"] is False and pair["decision"]["p_value"] is None
+    assert any("too few to judge significance" in r for r in pair["reasons"])
+    code, report, _ = compare(tmp_path, base, side(tmp_path / "c", [10.5]), capsys=capsys)
+    assert code == 0
+
+
+@pytest.mark.parametrize("drop, expected", [(0.03, 1), (0.01, 0)])
+def test_accuracy_drop_beyond_the_allowance_fails(tmp_path, capsys, drop, expected):
+    code, report, _ = compare(
+        tmp_path,
+        side(tmp_path / "a", accuracy=0.60),
+        side(tmp_path / "b", accuracy=0.60 - drop),
+        capsys=capsys,
+    )
+    assert code == expected
+    assert report["pairs"][0]["accuracy_change"] == pytest.approx(-100 * drop)
+
+
+def test_current_runs_that_fail_where_the_baseline_did_not_are_a_regression(tmp_path, capsys):
+    current = side(tmp_path / "b")
+    write(current, record(status="diverged", accuracy=None))
+    code, report, _ = compare(tmp_path, side(tmp_path / "a"), current, capsys=capsys)
+    assert code == 1
+    assert "1 of 6 current runs diverged" in report["pairs"][0]["reasons"][0]
+
+
+# -- pairing ----------------------------------------------------------------------------------
+
+
+def test_runs_pair_by_recipe_device_and_variant(tmp_path, capsys):
+    base = write(
+        tmp_path / "a",
+        *(record("r1", train_s=t) for t in STEADY),
+        *(record("r1", train_s=t, precision="bf16") for t in STEADY),
+        record("r2", "cuda"),
+    )
+    cur = write(
+        tmp_path / "b",
+        *(record("r1", train_s=t * 1.5, precision="bf16") for t in STEADY),
+        *(record("r1", train_s=t, precision="fp32", compile=False) for t in STEADY),
+        record("r3"),
+    )
+    code, report, _ = compare(tmp_path, base, cur, capsys=capsys)
+    pairs = pairs_by_key(report)
+    assert set(pairs) == {("r1", "cpu", "tensor fp32"), ("r1", "cpu", "tensor bf16")}
+    assert pairs["r1", "cpu", "tensor fp32"]["verdict"] == "ok"  # absent fields read as the defaults
+    assert pairs["r1", "cpu", "tensor bf16"]["verdict"] == "regression"
+    assert code == 1
+    assert any("only in baseline" in n and "r2 / cuda" in n for n in report["notes"])
+    assert any("only in current" in n and "r3 / cpu" in n for n in report["notes"])
+
+
+def test_nothing_in_common_is_bad_input(tmp_path, capsys):
+    code = main(["compare", str(side(tmp_path / "a", recipe="x")), str(side(tmp_path / "b", recipe="y"))])
+    err = capsys.readouterr().err
+    assert code == 2 and "no recipe/device/variant of CURRENT matches" in err and "x / cpu" in err
+
+
+def test_only_skipped_runs_is_bad_input(tmp_path, capsys):
+    code = main(["compare", str(side(tmp_path / "a")), str(side(tmp_path / "b", status="skipped"))])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing could be compared" in err and "no ok run on the current side" in err
+
+
+# -- warnings --------------------------------------------------------------------------------
+
+
+def test_different_library_versions_are_warned_about(tmp_path, capsys):
+    code, report, err = compare(
+        tmp_path, side(tmp_path / "a"), side(tmp_path / "b", torch="2.5.0"), capsys=capsys
+    )
+    assert code == 0
+    assert any("different torch: baseline 2.4.0; current 2.5.0" in w for w in report["warnings"])
+    assert "different torch" in err  # also on stderr, where a CI log shows it
+
+
+def test_different_hardware_is_warned_about(tmp_path, capsys):
+    other_cpu = [record(train_s=t) for t in STEADY]
+    for r in other_cpu:
+        r["environment"]["cpu"] = "Intel Xeon"
+    _, report, _ = compare(tmp_path, side(tmp_path / "a"), write(tmp_path / "b", *other_cpu), capsys=capsys)
+    assert any("different cpu: baseline AMD EPYC; current Intel Xeon" in w for w in report["warnings"])
+
+
+def test_same_environment_gives_no_warnings(tmp_path, capsys):
+    _, report, err = compare(tmp_path, side(tmp_path / "a"), side(tmp_path / "b"), capsys=capsys)
+    assert report["warnings"] == [] and err == ""
+
+
+def test_different_amounts_of_work_are_warned_about(tmp_path, capsys):
+    shorter = [record(train_s=t) for t in STEADY]
+    for r in shorter:
+        r["hyperparameters"]["epochs"] = 1
+    _, report, _ = compare(tmp_path, side(tmp_path / "a"), write(tmp_path / "b", *shorter), capsys=capsys)
+    assert any("did different work (epochs 2 vs 1)" in w for w in report["warnings"])
+
+
+# -- schema versions and bad files -----------------------------------------------------------------
+
+
+def test_a_newer_record_in_a_folder_is_skipped_with_its_name(tmp_path, capsys):
+    cur = side(tmp_path / "b")
+    newer = record()
+    newer["schema_version"] = SCHEMA_VERSION + 1
+    (cur / "from-the-future.json").write_text(json.dumps(newer))
+    code, report, err = compare(tmp_path, side(tmp_path / "a"), cur, capsys=capsys)
+    assert code == 0 and report["pairs"][0]["current_runs"] == 5
+    assert "from-the-future.json" in err and "newer" in err
+
+
+def test_a_newer_record_named_directly_is_bad_input(tmp_path, capsys):
+    newer = record()
+    newer["schema_version"] = SCHEMA_VERSION + 1
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps(newer))
+    code = main(["compare", str(side(tmp_path / "a")), str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "newer than this cifar-bench understands" in err and err.count("\n") == 1
+
+
+def test_an_older_record_missing_timings_compares_without_crashing(tmp_path, capsys):
+    old = {"schema_version": 0, "run_id": "old", "status": "ok", "recipe": "baseline", "device": "cpu"}
+    code = main(["compare", str(side(tmp_path / "a")), str(write(tmp_path / "b", old))])
+    err = capsys.readouterr().err
+    assert code == 2 and "no train s on the current side" in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-slowdown", "lots"], "expected a percentage"),
+        (["--alpha", "2"], "must be above 0 and below 0.5"),
+        (["--format", "yaml"], "unknown format 'yaml'"),
+        (["--metric", "eval_s"], "unknown metric 'eval_s'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, capsys, flags, message):
+    code = main(["compare", str(side(tmp_path / "a")), str(side(tmp_path / "b")), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_missing_side_is_bad_input(tmp_path, capsys):
+    assert main(["compare", str(side(tmp_path / "a")), str(tmp_path / "nowhere")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+# -- gating on reference ratios ----------------------------------------------------------------
+
+
+def with_reference(times: list[float], ratios: list[float], **fields) -> list[dict]:
+    return [
+        record(
+            train_s=t,
+            reference={"recipe": "ref", "run_id": f"ref-{i}", "train_s": t / q, "total_s": t / q + 1},
+            timings_ratio={"train_s": q, "total_s": q},
+            **fields,
+        )
+        for i, (t, q) in enumerate(zip(times, ratios, strict=True))
+    ]
+
+
+def test_ratio_gating_forgives_a_slower_runner(tmp_path, capsys):
+    ratios = [1.0, 1.01, 0.99, 1.02, 0.98]
+    base = write(tmp_path / "a", *with_reference(STEADY, ratios))
+    slow_runner = write(tmp_path / "b", *with_reference([t * 1.3 for t in STEADY], ratios[::-1]))
+    code, _, _ = compare(tmp_path, base, slow_runner, capsys=capsys)
+    assert code == 1  # in seconds, the slower runner reads as a slower commit
+    code, report, _ = compare(tmp_path, base, slow_runner, "--ratio", capsys=capsys)
+    assert code == 0 and report["pairs"][0]["decision"]["estimate"]["ratio"] == pytest.approx(1.0)
+
+
+def test_ratio_gating_catches_a_slower_candidate(tmp_path, capsys):
+    ratios = [1.0, 1.01, 0.99, 1.02, 0.98]
+    base = write(tmp_path / "a", *with_reference(STEADY, ratios))
+    cur = write(tmp_path / "b", *with_reference(STEADY, [q * 1.2 for q in ratios]))
+    code, report, _ = compare(tmp_path, base, cur, "--ratio", capsys=capsys)
+    assert code == 1 and "train s / reference" in report["pairs"][0]["reasons"][0]
+
+
+def test_ratio_gating_without_reference_records_is_bad_input(tmp_path, capsys):
+    code = main(["compare", str(side(tmp_path / "a")), str(side(tmp_path / "b")), "--ratio"])
+    err = capsys.readouterr().err
+    assert code == 2 and "run --reference" in err
+
+
+def test_ratio_gating_warns_when_the_references_differ(tmp_path, capsys):
+    base = with_reference(STEADY, [1.0] * 5)
+    cur = with_reference(STEADY, [1.0] * 5)
+    for r in cur:
+        r["reference"]["recipe"] = "other"
+    _, report, _ = compare(
+        tmp_path, write(tmp_path / "a", *base), write(tmp_path / "b", *cur), "--ratio", capsys=capsys
+    )
+    assert any("different reference recipes: baseline ref; current other" in w for w in report["warnings"])
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def test_markdown_is_a_pull_request_comment(tmp_path, capsys):
+    target = tmp_path / "comment.md"
+    slower = side(tmp_path / "b", [t * 1.3 for t in STEADY], torch="2.5")
+    code = main(
+        ["compare", str(side(tmp_path / "a")), str(slower), "--format", "markdown", "--output", str(target)]
+    )
+    assert code == 1
+    text = target.read_text()
+    assert text.startswith("### ❌ cifar-bench compare: 1 regression in 1 pair")
+    assert "| recipe" in text and "|---" in text and "REGRESSION" in text
+    assert "**Warnings**" in text and "- the sides ran with different torch" in text
+    assert "different torch" in capsys.readouterr().err
+
+
+def test_text_output_states_the_rule_and_the_result(tmp_path, capsys):
+    settings = Settings(max_slowdown=0.25, alpha=0.01)
+    comparison = compare_runs(
+        load_runs([side(tmp_path / "a")]).runs, load_runs([side(tmp_path / "b")]).runs, settings
+    )
+    assert not comparison.regressions
+    code = main(
+        ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--max-slowdown", "25", "--alpha", "0.01"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "more than 25% slower" in out and "p ≤ 0.01" in out and "98% CI" in out
+    assert out.rstrip().endswith("result: no regression in 1 pair")
