@@ -9,18 +9,22 @@ Order of loading (later plugins are called first, as in pluggy):
 3. plugins named with ``-p module.path`` or ``-p path/to/file.py``.
 
 ``-p no:NAME`` blocks a plugin by name before anything loads. A plugin that
-fails to load is kept aside as *broken* (with its error), so that listing
-still works for the rest.
+fails to load (an import error, a hook whose arguments do not match its spec,
+a hook that does not exist, a name already taken) is kept aside as *broken*,
+with a one-line error and the exception behind it, so that listing still
+works for the rest and ``--traceback`` can show the details.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -37,16 +41,28 @@ AUTOLOAD_ENV = "CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 DEFAULT_PLUGINS = {
     "datasets": "cifar_bench.plugins.datasets",
     "baseline": "cifar_bench.plugins.baseline",
+    "augment": "cifar_bench.plugins.augment",
+    "losses": "cifar_bench.plugins.losses",
+    "optimizers": "cifar_bench.plugins.optimizers",
+    "schedules": "cifar_bench.plugins.schedules",
+    "resnet": "cifar_bench.plugins.resnet",
+    "airbench": "cifar_bench.plugins.airbench",
 }
+
+#: Where a plugin came from, as ``cifar-bench plugins`` shows it.
+SOURCES = ("built-in", "entry point", "module", "file")
 
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """One plugin as ``cifar-bench plugins`` shows it; ``error`` is set when it is broken."""
+
     name: str
-    source: str  # "built-in", "entry point", "module" or "file"
+    source: str  # one of SOURCES
     version: str | None
     hooks: tuple[str, ...]
-    location: str = ""
+    location: str = ""  # module name, file path, or entry point value and its distribution
+    error: str | None = None
 
 
 @dataclass
@@ -54,8 +70,9 @@ class Plugins:
     """A loaded plugin manager, with what was loaded and what was not."""
 
     pm: pluggy.PluginManager
-    info: dict[str, PluginInfo] = field(default_factory=dict)
-    broken: dict[str, str] = field(default_factory=dict)  # name -> error
+    info: dict[str, PluginInfo] = field(default_factory=dict)  # every plugin, broken ones too
+    broken: dict[str, str] = field(default_factory=dict)  # name -> one-line error
+    causes: dict[str, BaseException] = field(default_factory=dict)  # name -> the exception behind it
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -64,7 +81,9 @@ class Plugins:
     def check_broken(self) -> None:
         """Refuse to run with a broken plugin: its components might be the ones asked for."""
         for name, error in self.broken.items():
-            raise PluginError(f"{error} (disable it with -p no:{name})")
+            raise PluginError(
+                f"{error} (disable it with -p no:{name}; --traceback shows the details)"
+            ) from self.causes.get(name)
 
 
 def build(
@@ -72,7 +91,13 @@ def build(
     *,
     autoload: bool | None = None,
 ) -> Plugins:
-    """Make the plugin manager and load every plugin, as described in the module docs."""
+    """Make the plugin manager and load every plugin, as described in the module docs.
+
+    :param plugins: the ``-p`` values, in order: ``module.path``,
+        ``path/to/file.py`` or ``no:NAME``.
+    :param autoload: load the entry-point plugins; by default, unless
+        ``CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD`` is set to anything but "" or "0".
+    """
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     loaded = Plugins(pm)
@@ -83,29 +108,34 @@ def build(
 
     for name, module in DEFAULT_PLUGINS.items():
         if name not in blocked:
-            _register(loaded, name, "built-in", lambda m=module: importlib.import_module(m))
+            _register(loaded, name, "built-in", lambda m=module: importlib.import_module(m), location=module)
 
     if autoload is None:
-        autoload = not os.environ.get(AUTOLOAD_ENV)
+        autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
     if autoload:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in blocked:
                 continue
+            dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
-            _register(loaded, ep.name, "entry point", ep.load, version, ep.value)
+            where = f"{ep.value} from {dist}" if dist else ep.value
+            _register(loaded, ep.name, "entry point", ep.load, version, where)
 
+    seen: set[str] = set()
     for spec in plugins:
-        if spec.startswith("no:"):
+        if spec.startswith("no:") or spec in seen:  # -p X twice loads X once
             continue
+        seen.add(spec)
         if spec.endswith(".py") or os.sep in spec or "/" in spec:
             path = Path(spec)
             if not path.is_file():
                 raise UsageError(f"-p {spec}: no such plugin file")
-            name = path.stem
-            if name not in blocked:
-                _register(loaded, name, "file", lambda p=path: _import_file(p), location=str(path))
+            if path.stem not in blocked:
+                _register(loaded, path.stem, "file", lambda p=path: _import_file(p), location=str(path))
+        elif not all(part.isidentifier() for part in spec.split(".")):
+            raise UsageError(f"-p {spec}: not a module path (a.b.c) or a .py file, nor no:NAME")
         elif spec not in blocked:
-            _register(loaded, spec, "module", lambda m=spec: importlib.import_module(m))
+            _register(loaded, spec, "module", lambda m=spec: _import_module(m), location=spec)
     return loaded
 
 
@@ -113,38 +143,132 @@ def _register(
     loaded: Plugins,
     name: str,
     source: str,
-    load,
+    load: Callable[[], object],
     version: str | None = None,
     location: str = "",
 ) -> None:
-    if loaded.pm.get_plugin(name) is not None or name in loaded.broken:
-        raise PluginError(
-            f"two plugins are named {name!r} ({loaded.info[name].source if name in loaded.info else 'broken'} "
-            f"and {source}): rename one, or disable one with -p no:{name}"
+    """Load one plugin and register it, or keep it aside as broken with a one-line error."""
+
+    def broken(error: str, cause: BaseException | None = None) -> None:
+        loaded.broken[name] = error
+        if cause is not None:
+            loaded.causes[name] = cause
+        loaded.info[name] = PluginInfo(name, source, version, (), location, error)
+
+    if name in loaded.info:
+        # Keep the first: refusing the second by name is what makes the clash visible.
+        first = loaded.info[name]
+        loaded.broken[name] = (
+            f"two plugins are named {name!r}: the {first.source} one ({first.location}) and the "
+            f"{source} one ({location}); rename one, or disable both with -p no:{name}"
         )
+        loaded.causes.pop(name, None)
+        return
     try:
         plugin = load()
     except Exception as exc:
-        loaded.broken[name] = f"plugin {name!r} ({source}) failed to import: {type(exc).__name__}: {exc}"
+        broken(f"plugin {name!r} ({source}) failed to import: {type(exc).__name__}: {_first_line(exc)}", exc)
+        return
+    if plugin is None:
+        broken(f"plugin {name!r} ({source}) loaded as None, not a module or an object with hooks")
+        return
+    if loaded.pm.is_registered(plugin):
+        return  # the same module again (as built-in and -p, say): pytest does nothing either
+    problem = _hook_problem(loaded.pm, plugin)
+    if problem:
+        broken(f"plugin {name!r} ({source}) has a bad hook: {problem}")
         return
     try:
         loaded.pm.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:
-        loaded.broken[name] = f"plugin {name!r} ({source}) has a bad hook: {_first_line(exc)}"
+    except pluggy.PluginValidationError as exc:  # a wrapper that is not a generator, say
+        broken(f"plugin {name!r} ({source}) has a bad hook: {'; '.join(str(exc).splitlines())}", exc)
+        if loaded.pm.get_plugin(name) is not None:  # older pluggy registers hooks up to the bad one
+            loaded.pm.unregister(name=name)
         return
-    except ValueError as exc:  # the same object registered twice under two names
-        raise PluginError(f"plugin {name!r}: {exc}") from None
     hooks = tuple(sorted(h.name for h in loaded.pm.get_hookcallers(plugin) or ()))
-    if version is None and isinstance(plugin, ModuleType):
-        version = getattr(plugin, "__version__", None)
+    if version is None:
+        version = _version_of(plugin, source)
     if not location and isinstance(plugin, ModuleType):
-        location = getattr(plugin, "__name__", "")
+        location = plugin.__name__
     loaded.info[name] = PluginInfo(name, source, version, hooks, location)
+
+
+def _hook_problem(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """What is wrong with the plugin's hook implementations, in one line; None if nothing.
+
+    pluggy checks arguments too, but only for hooks it knows, and it lets a
+    misspelt hook name through silently (the hook is then never called), so
+    both are checked here, with a suggestion for the name.
+    """
+    specs = {
+        name: inspect.signature(getattr(hookspecs, name)).parameters
+        for name in dir(hookspecs)
+        if pm.parse_hookspec_opts(hookspecs, name) is not None
+    }
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is None:
+            continue
+        hook_name = opts.get("specname") or attr
+        if hook_name not in specs:
+            if opts.get("optionalhook"):
+                continue
+            close = difflib.get_close_matches(hook_name, specs, n=1, cutoff=0.6)
+            hint = f": did you mean {close[0]!r}?" if close else f": the hooks are {', '.join(sorted(specs))}"
+            return f"{hook_name!r} is not a cifar-bench hook{hint}"
+        function = getattr(plugin, attr)
+        try:
+            params = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            return f"{hook_name!r} is not a function"
+        # As pluggy does: arguments with defaults are optional, and never passed.
+        args = [
+            name
+            for name, p in params.items()
+            if p.default is inspect.Parameter.empty
+            and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        ]
+        extra = [a for a in args if a not in specs[hook_name]]
+        if extra:
+            return (
+                f"{hook_name}({', '.join(args)}) takes {', '.join(repr(a) for a in extra)}, "
+                f"which the hook does not pass; its arguments are ({', '.join(specs[hook_name])})"
+            )
+    return None
+
+
+def _version_of(plugin: object, source: str) -> str | None:
+    """A loaded plugin's version: cifar-bench's for built-ins, else ``__version__`` or its distribution's."""
+    if source == "built-in":
+        from . import __version__
+
+        return __version__
+    module = plugin if isinstance(plugin, ModuleType) else inspect.getmodule(type(plugin))
+    if module is None:
+        return None
+    version = getattr(module, "__version__", None)
+    if isinstance(version, str):
+        return version
+    top = module.__name__.partition(".")[0]
+    for dist in importlib.metadata.packages_distributions().get(top, []):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def register_inline(loaded: Plugins, plugin: object, name: str) -> None:
     """Register an object made by the harness itself (the console, for instance)."""
     loaded.pm.register(plugin, name=name)
+
+
+def _import_module(name: str) -> ModuleType:
+    """Import a ``-p`` module, also from the current folder (a console script does not search it)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)  # last, so that it shadows nothing installed
+    return importlib.import_module(name)
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -153,8 +277,12 @@ def _import_file(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    sys.modules[module_name] = module  # before running it, as import does (dataclasses need it)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     return module
 
 

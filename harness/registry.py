@@ -8,7 +8,7 @@ load order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ HOOKS = {
     "model": "register_models",
     "loss": "register_losses",
     "optimizer": "register_optimizers",
+    "scheduler": "register_schedulers",
     "recipe": "register_recipes",
 }
 
@@ -45,11 +46,13 @@ class Registry:
 
     def add(self, entry: Entry) -> None:
         existing = self._entries[entry.kind].get(entry.name)
+        if existing is not None and existing.plugin == entry.plugin:
+            raise PluginError(f"plugin {entry.plugin!r} registers {entry.kind} {entry.name!r} twice")
         if existing is not None:
             raise PluginError(
                 f"{entry.kind} {entry.name!r} is registered by both plugin "
                 f"{existing.plugin!r} and plugin {entry.plugin!r}: rename one, "
-                f"or disable one with -p no:NAME"
+                f"or disable one with -p no:{entry.plugin}"
             )
         self._entries[entry.kind][entry.name] = entry
 
@@ -78,7 +81,9 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         hook = getattr(pm.hook, hook_name)
         # Called one implementation at a time (not through pm.hook) so that
         # every component is attributed to the plugin that registered it.
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        # get_hookimpls() is in registration order (pluggy calls it reversed),
+        # so a clash blames the later plugin, usually the third-party one.
+        for impl in hook.get_hookimpls():
             if impl.hookwrapper or impl.wrapper:
                 continue
             args = {"register": _register_callback(registry, kind, impl.plugin_name)}
@@ -102,15 +107,28 @@ def _register_callback(registry: Registry, kind: str, plugin: str) -> Callable[.
                     f"plugin {plugin!r}: register_recipes registered "
                     f"{type(recipe).__name__}, expected cifar_bench.Recipe"
                 )
+            required = ("name", "model", "loss", "optimizer", "transform", "dataset")
+            bad = [k for k in required if not isinstance(getattr(recipe, k), str) or not getattr(recipe, k)]
+            if recipe.scheduler is not None and not isinstance(recipe.scheduler, str):
+                bad.append("scheduler")
+            if bad:
+                raise PluginError(
+                    f"plugin {plugin!r}: recipe {recipe.name!r} needs a name string for {', '.join(bad)}"
+                )
+            if not isinstance(recipe.hyperparameters, Mapping):
+                raise PluginError(
+                    f"plugin {plugin!r}: recipe {recipe.name!r} hyperparameters must be a mapping, "
+                    f"got {type(recipe.hyperparameters).__name__}"
+                )
             registry.add(Entry("recipe", recipe.name, recipe, plugin, recipe.description))
 
         return register_recipe
 
     def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
-        if not isinstance(name, str) or not name or not callable(factory):
+        if not isinstance(name, str) or not name or not callable(factory) or not isinstance(description, str):
             raise PluginError(
-                f"plugin {plugin!r}: {HOOKS[kind]} must call register(name, factory), "
-                f"got register({name!r}, {factory!r})"
+                f"plugin {plugin!r}: {HOOKS[kind]} must call register(name, factory, description=''), "
+                f"got register({name!r}, {factory!r}, {description!r})"
             )
         registry.add(Entry(kind, name, factory, plugin, description))
 
