@@ -1,0 +1,60 @@
+"""The ``cifar-bench plugins`` command: which plugins are loaded, from where, with which hooks.
+
+Broken plugins are listed too, with their one-line error, and do not change
+the exit code: this is the command to run to find out what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+
+from tabulate import tabulate
+
+from . import manager
+
+
+def add_command(commands, plugin_flag: Callable[[argparse.ArgumentParser, str], None]) -> None:
+    parser = commands.add_parser(
+        "plugins", help="list loaded plugins: name, version, source and the hooks each implements"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list, for machines")
+    plugin_flag(parser, "plugins_sub")
+    parser.set_defaults(func=cmd_plugins)
+
+
+def plugin_rows(plugins: manager.Plugins) -> list[dict]:
+    """One dict per plugin, in load order, broken ones included (``error`` set)."""
+    rows = []
+    for name, info in plugins.info.items():
+        row = asdict(info)
+        row["hooks"] = list(info.hooks)
+        row["error"] = plugins.broken.get(name, info.error)  # a name clash leaves the first one loaded
+        rows.append(row)
+    return rows
+
+
+def cmd_plugins(args) -> int:
+    plugins = manager.build([*args.plugins_global, *args.plugins_sub])
+    rows = plugin_rows(plugins)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [
+        {
+            "name": r["name"],
+            "version": r["version"] or "-",
+            "source": r["source"],
+            "status": "broken" if r["error"] else "ok",
+            "hooks": ", ".join(r["hooks"]) or "-",
+            "location": r["location"],
+        }
+        for r in rows
+    ]
+    print(tabulate(table, headers="keys", tablefmt="simple"))
+    for r in rows:
+        if r["error"]:
+            print(f"broken plugin {r['name']!r}: {r['error']}")
+    return 0
