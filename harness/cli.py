@@ -8,6 +8,7 @@ shows the full Python traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -91,11 +92,23 @@ def build_parser() -> Parser:
     run.add_argument("--no-cache", action="store_true", help="decode the data afresh and cache nothing")
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go [results/]")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no loss log")
+    for kind in ("model", "loss", "optimizer", "transform", "scheduler"):
+        run.add_argument(f"--{kind}", dest=f"component_{kind}", metavar="NAME", help=f"override the recipe's {kind}")
     _plugin_flag(run, "plugins_sub")
+    run.set_defaults(func=cmd_run)
 
     lst = commands.add_parser("list", help="list registered components and the plugin of each")
     _plugin_flag(lst, "plugins_sub")
+    lst.set_defaults(func=cmd_list)
+
+    # Commands kept in their own modules, each with add_command(commands, plugin_flag).
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{module}").add_command(commands, _plugin_flag)
     return parser
+
+
+#: Modules that add a subcommand; imported when the parser is built.
+COMMAND_MODULES: tuple[str, ...] = ("report", "compare", "plot", "plugin_list")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback = "--traceback" in argv
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except (UsageError, RunFailed) as exc:
         if traceback:
             raise
@@ -135,6 +148,11 @@ def cmd_run(args) -> int:
         overrides["epochs"] = args.epochs
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    components = {
+        kind: getattr(args, f"component_{kind}")
+        for kind in ("model", "loss", "optimizer", "transform", "scheduler")
+        if getattr(args, f"component_{kind}")
+    }
     manager.register_inline(plugins, Console(progress=not args.quiet), "console")
     records: list[tuple[RunRecord, Path]] = []
     for device in parse_devices(args.device):
@@ -144,6 +162,7 @@ def cmd_run(args) -> int:
             seed=args.seed,
             loader=args.loader,
             hyperparameters=overrides,
+            components=components,
             dataset=args.dataset,
             source=DataSource(root=args.data_root, data_dir=args.data_dir),
             limit_train=args.limit_train,
@@ -175,13 +194,9 @@ def _summary(records: list[tuple[RunRecord, Path]]) -> list[dict]:
 def cmd_list(args) -> int:
     plugins, session = _load(args)
     rows = [
-        {"kind": e.kind, "name": e.name, "plugin": e.plugin, "description": e.description}
-        for e in session.registry
+        {"kind": e.kind, "name": e.name, "plugin": e.plugin, "description": e.description} for e in session.registry
     ]
     print(tabulate(rows, headers="keys", tablefmt="simple"))
     for name, error in plugins.broken.items():
         print(f"broken plugin {name!r}: {error}")
     return 0
-
-
-COMMANDS = {"run": cmd_run, "list": cmd_list}

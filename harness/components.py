@@ -32,6 +32,7 @@ class Recipe:
     optimizer: str
     transform: str
     dataset: str = "cifar10"
+    scheduler: str | None = None  # a learning-rate schedule, stepped as hyperparameters["schedule_per"] says
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -90,6 +91,8 @@ TransformFactory = Callable[[Hyperparameters], Transform]
 ModelFactory = Callable[[Hyperparameters], torch.nn.Module]
 LossFactory = Callable[[Hyperparameters], torch.nn.Module]
 OptimizerFactory = Callable[[Any, Hyperparameters], torch.optim.Optimizer]
+# (optimizer, hyperparameters, steps_per_epoch) -> scheduler
+SchedulerFactory = Callable[[torch.optim.Optimizer, Hyperparameters, int], torch.optim.lr_scheduler.LRScheduler]
 
 #: The component kinds, in the order a recipe lists them.
-KINDS = ("dataset", "transform", "model", "loss", "optimizer", "recipe")
+KINDS = ("dataset", "transform", "model", "loss", "optimizer", "scheduler", "recipe")

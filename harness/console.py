@@ -17,6 +17,7 @@ from .records import RunRecord
 
 class Console:
     def __init__(self, *, progress: bool = True, stream=None) -> None:
+        # progress=False (--quiet): no bar and no loss log; results are still printed.
         self.progress = progress
         self.stream = stream or sys.stdout
         self._bar: tqdm | None = None
@@ -48,8 +49,10 @@ class Console:
                     dynamic_ncols=True,
                 )
             self._bar.update(progress.step - self._bar.n)
-            self._bar.set_postfix(loss=f"{progress.running_loss:.3f}", img_s=f"{progress.images_per_s:,.0f}", refresh=False)
-        if progress.log_loss is not None:
+            self._bar.set_postfix(
+                loss=f"{progress.running_loss:.3f}", img_s=f"{progress.images_per_s:,.0f}", refresh=False
+            )
+        if progress.log_loss is not None and self.progress:
             # The tutorial's line, character for character.
             self._print(f"[{progress.epoch}, {progress.step:5d}] loss: {progress.log_loss:.3f}")
 

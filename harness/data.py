@@ -123,9 +123,7 @@ def decode(split: torch.utils.data.Dataset) -> TensorSplit:
             image, label = split[i]
             arrays.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
         except (OSError, ValueError) as exc:
-            raise DataError(
-                f"cannot read image {path}: {exc}: replace or remove the file, then run again"
-            ) from None
+            raise DataError(f"cannot read image {path}: {exc}: replace or remove the file, then run again") from None
         labels.append(label)
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
@@ -209,8 +207,6 @@ def balanced_subset(labels: torch.Tensor, n: int, num_classes: int) -> torch.Ten
     for c in range(num_classes):
         members = torch.nonzero(labels == c).flatten()
         if len(members) < quota[c]:
-            raise DataError(
-                f"subset of {n} needs {quota[c]} images of class {c}, the split has {len(members)}"
-            )
+            raise DataError(f"subset of {n} needs {quota[c]} images of class {c}, the split has {len(members)}")
         chosen.append(members[: quota[c]])
     return torch.sort(torch.cat(chosen)).values

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ModelFactory,
         OptimizerFactory,
         Recipe,
+        SchedulerFactory,
         TransformFactory,
     )
     from .events import EpochResult, RunInfo, TrainProgress
@@ -95,6 +96,19 @@ def register_optimizers(register: Callable[[str, OptimizerFactory, str], None]) 
     :param register: call as ``register(name, factory, description="")``.
         ``factory(parameters, hyperparameters) -> torch.optim.Optimizer``;
         read ``lr`` and whatever else it needs from the hyperparameters.
+    :return: nothing. Not firstresult.
+    """
+
+
+@hookspec
+def register_schedulers(register: Callable[[str, SchedulerFactory, str], None]) -> None:
+    """Register learning-rate schedules.
+
+    :param register: call as ``register(name, factory, description="")``.
+        ``factory(optimizer, hyperparameters, steps_per_epoch) ->
+        torch.optim.lr_scheduler.LRScheduler``. The harness calls
+        ``scheduler.step()`` after every batch when the recipe's
+        ``schedule_per`` hyperparameter is ``"step"``, else after every epoch.
     :return: nothing. Not firstresult.
     """
 

@@ -112,9 +112,7 @@ def _register_callback(registry: Registry, kind: str, plugin: str) -> Callable[.
             if recipe.scheduler is not None and not isinstance(recipe.scheduler, str):
                 bad.append("scheduler")
             if bad:
-                raise PluginError(
-                    f"plugin {plugin!r}: recipe {recipe.name!r} needs a name string for {', '.join(bad)}"
-                )
+                raise PluginError(f"plugin {plugin!r}: recipe {recipe.name!r} needs a name string for {', '.join(bad)}")
             if not isinstance(recipe.hyperparameters, Mapping):
                 raise PluginError(
                     f"plugin {plugin!r}: recipe {recipe.name!r} hyperparameters must be a mapping, "

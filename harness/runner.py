@@ -53,7 +53,8 @@ class RunConfig:
     device: str = "cpu"
     seed: int = 0
     loader: str = "tensor"
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # overrides
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # overrides of the recipe's
+    components: Mapping[str, str] = field(default_factory=dict)  # kind -> name, overrides of the recipe's
     dataset: str | None = None  # overrides the recipe's dataset
     source: DataSource = field(default_factory=DataSource)
     limit_train: int | None = None  # class-balanced subset sizes
@@ -103,7 +104,14 @@ class Session:
             "model": recipe.model,
             "loss": recipe.loss,
             "optimizer": recipe.optimizer,
+            "scheduler": recipe.scheduler,
+            **config.components,
         }
+        unknown = set(config.components) - set(names) - {"dataset"}
+        if unknown:
+            raise UsageError(f"cannot override {sorted(unknown)}: a recipe's components are {', '.join(names)}")
+        if not names["scheduler"]:
+            del names["scheduler"]
         entries = {kind: self.registry.get(kind, name) for kind, name in names.items()}
         components = {kind: ComponentRef(e.name, e.plugin) for kind, e in entries.items()}
         components["recipe"] = ComponentRef(recipe.name, self.registry.get("recipe", recipe.name).plugin)
@@ -123,6 +131,10 @@ class Session:
                 loader=config.loader,
                 started_at=started_at,
                 environment=environment.collect(devices.device_name(device) if not reason else ""),
+                overrides={
+                    "components": dict(config.components),
+                    "hyperparameters": dict(config.hyperparameters),
+                },
                 **fields,
             )
 
@@ -143,6 +155,15 @@ class Session:
             shuffle = torch.Generator().manual_seed(config.seed)  # batch order
             augment_rng = torch.Generator(device=device).manual_seed(config.seed)
             train_batches, test_batches = self._batches(data, transform, hp, device, config.loader, shuffle)
+            scheduler = None
+            if "scheduler" in entries:
+                scheduler = entries["scheduler"].factory(optimizer, hp, len(train_batches))
+                if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+                    raise PluginError(
+                        f"plugin {entries['scheduler'].plugin!r}: scheduler {names['scheduler']!r} returned "
+                        f"{type(scheduler).__name__}, expected torch.optim.lr_scheduler.LRScheduler"
+                    )
+            step_scheduler = scheduler if hp.get("schedule_per", "epoch") == "step" else None
 
         info = RunInfo(
             run_id=run_id,
@@ -165,9 +186,11 @@ class Session:
             before = timer.seconds["train"]
             with timer.phase("train"):
                 mean_loss = train_epoch(
-                    model, loss_fn, optimizer, train_batches, transform.augment, augment_rng,
+                    model, loss_fn, optimizer, train_batches, transform.augment, augment_rng, step_scheduler,
                     epoch=epoch, log_every=hp["log_every"], report=lambda p: hook.train_progress(run=info, progress=p),
                 )  # fmt: skip
+                if scheduler is not None and step_scheduler is None:
+                    scheduler.step()
             epoch_loss.append(mean_loss)
             epoch_seconds.append(timer.seconds["train"] - before)
             hook.epoch_end(run=info, epoch=EpochResult(epoch, mean_loss, epoch_seconds[-1], info.train_size))
@@ -190,8 +213,7 @@ class Session:
             metrics=Metrics(
                 test_accuracy=correct.sum().item() / total.sum().item(),
                 per_class_accuracy={
-                    c: (correct[i] / total[i]).item() if total[i] else 0.0
-                    for i, c in enumerate(data.dataset.classes)
+                    c: (correct[i] / total[i]).item() if total[i] else 0.0 for i, c in enumerate(data.dataset.classes)
                 },
                 epoch_loss=epoch_loss,
             ),
@@ -235,7 +257,9 @@ class Session:
             test = normalize_split(data.test.subset(data.test_indices), transform.normalize, device)
             return (
                 TensorBatches(train, hp["batch_size"], shuffle),
-                list(zip(test.images.split(hp["eval_batch_size"]), test.labels.split(hp["eval_batch_size"]))),
+                list(
+                    zip(test.images.split(hp["eval_batch_size"]), test.labels.split(hp["eval_batch_size"]), strict=True)
+                ),
             )
         return (
             LoaderBatches(data.dataset.train, data.train_indices, transform.normalize, hp["batch_size"],
@@ -269,7 +293,7 @@ def _build(entry, expected: type, hp, *args):
 # -- the loop -------------------------------------------------------------------
 
 
-def train_epoch(model, loss_fn, optimizer, batches, augment, rng, *, epoch, log_every, report) -> float:
+def train_epoch(model, loss_fn, optimizer, batches, augment, rng, scheduler, *, epoch, log_every, report) -> float:
     """One pass over the training batches; returns the mean loss per batch.
 
     Losses are summed on the device and read back only every
@@ -287,6 +311,8 @@ def train_epoch(model, loss_fn, optimizer, batches, augment, rng, *, epoch, log_
         loss = loss_fn(model(x), y)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:  # a per-step schedule
+            scheduler.step()
         epoch_sum += loss.detach()
         images += len(y)
         is_log_step = step % log_every == 0

@@ -170,9 +170,7 @@ def _widths(hyperparameters) -> list[int]:
         or len(widths) != 3
         or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)
     ):
-        raise UsageError(
-            f"widths must be three whole numbers of channels, such as [64, 256, 256], got {widths!r}"
-        )
+        raise UsageError(f"widths must be three whole numbers of channels, such as [64, 256, 256], got {widths!r}")
     return list(widths)
 
 

@@ -92,9 +92,7 @@ def cifar10_normalize() -> transforms.Normalize:
 
 
 def crop_flip(hyperparameters) -> Transform:
-    return Transform(
-        normalize=cifar10_normalize(), augment=CropFlip(_padding(hyperparameters), _flip(hyperparameters))
-    )
+    return Transform(normalize=cifar10_normalize(), augment=CropFlip(_padding(hyperparameters), _flip(hyperparameters)))
 
 
 def flip_only(hyperparameters) -> Transform:

@@ -106,7 +106,5 @@ def multistep(optimizer, hyperparameters, steps_per_epoch: int) -> torch.optim.l
 @hookimpl
 def register_schedulers(register):
     register("cosine", cosine, "optional linear warm-up, then cosine decay to final_lr_fraction x lr")
-    register(
-        "linear", linear, "linear warm-up from 0.2 x lr over 23% of the run, then linear decay to 0.07 x lr"
-    )
+    register("linear", linear, "linear warm-up from 0.2 x lr over 23% of the run, then linear decay to 0.07 x lr")
     register("multistep", multistep, "lr x lr_decay (0.1) after each epoch in lr_milestones (half, 3/4)")
