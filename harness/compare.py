@@ -120,15 +120,12 @@ def compare_runs(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settin
         reasons = "; ".join(f"{p.recipe}/{p.device}/{p.variant}: {', '.join(p.reasons)}" for p in pairs)
         raise UsageError(f"nothing could be compared ({reasons})")
     warnings = (
-        environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings)
-        + warnings
+        environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings) + warnings
     )
     return Comparison(settings, pairs, warnings, notes)
 
 
-def judge_pair(
-    key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFrame, settings: Settings
-) -> PairResult:
+def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> PairResult:
     """The verdict for one recipe/device/variant, with its reasons."""
     b_ok, c_ok = baseline[baseline.status == "ok"], current[current.status == "ok"]
     result = PairResult(*key, baseline_runs=len(b_ok), current_runs=len(c_ok))
@@ -191,9 +188,7 @@ def environment_warnings(baseline: pd.DataFrame, current: pd.DataFrame, settings
         b, c = _values(baseline, name), _values(current, name)
         if b and c and b != c:
             label = name.replace("_", " ")
-            warnings.append(
-                f"the sides ran with different {label}: baseline {', '.join(b)}; current {', '.join(c)}"
-            )
+            warnings.append(f"the sides ran with different {label}: baseline {', '.join(b)}; current {', '.join(c)}")
     if warnings and settings.ratio:
         warnings.append("gating on reference ratios, which cancel most of a difference in runner speed")
     elif warnings:
@@ -248,9 +243,7 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def _values(runs: pd.DataFrame, column: str) -> list[str]:
-    return sorted(
-        {str(v) for v in runs[column] if v is not None and not (isinstance(v, float) and math.isnan(v))}
-    )
+    return sorted({str(v) for v in runs[column] if v is not None and not (isinstance(v, float) and math.isnan(v))})
 
 
 def _percent(change: float) -> str:
@@ -288,10 +281,7 @@ def _table(comparison: Comparison, tablefmt: str) -> str:
     """The pairs as a table; cells are pre-formatted strings, so tabulate must not re-parse them."""
     rows = table_rows(comparison)
     numeric = {"runs", "ratio", "p", "acc Δ pts"}
-    align = [
-        "right" if name in numeric or name.startswith(("baseline ", "current ")) else "left"
-        for name in rows[0]
-    ]
+    align = ["right" if name in numeric or name.startswith(("baseline ", "current ")) else "left" for name in rows[0]]
     return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
 

@@ -196,9 +196,7 @@ def select_status(
     left_out = runs[runs["status"] != "ok"]
     if len(left_out) and report:
         counts = ", ".join(f"{n} {s}" for s, n in left_out["status"].value_counts().sort_index().items())
-        report(
-            f"left out {len(left_out)} run(s) that did not finish ok ({counts}); --include-failed counts them"
-        )
+        report(f"left out {len(left_out)} run(s) that did not finish ok ({counts}); --include-failed counts them")
     return runs[runs["status"] == "ok"]
 
 
@@ -281,29 +279,18 @@ def _choice(choices: Sequence[str], what: str) -> Callable[[str], str]:
 
 
 def add_command(commands, plugin_flag) -> None:
-    parser = commands.add_parser(
-        "report", help="summarise run records: medians and IQRs per recipe/device/variant"
-    )
-    parser.add_argument(
-        "paths", nargs="*", type=Path, metavar="PATH", help="record files or folders [results/]"
-    )
-    parser.add_argument(
-        "--format", type=_choice(FORMATS, "format"), default="text", help=f"{'|'.join(FORMATS)} [text]"
-    )
+    parser = commands.add_parser("report", help="summarise run records: medians and IQRs per recipe/device/variant")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="record files or folders [results/]")
+    parser.add_argument("--format", type=_choice(FORMATS, "format"), default="text", help=f"{'|'.join(FORMATS)} [text]")
     parser.add_argument(
         "--group-by",
         default=",".join(DEFAULT_GROUP_BY),
         metavar="COLS",
-        help="comma-separated columns, e.g. recipe,device,precision or recipe,git_commit "
-        "[recipe,device,variant]",
+        help="comma-separated columns, e.g. recipe,device,precision or recipe,git_commit [recipe,device,variant]",
     )
-    parser.add_argument(
-        "--sort", metavar="COLUMN[:desc]", help="sort rows by a column, e.g. 'train_img_s:desc'"
-    )
+    parser.add_argument("--sort", metavar="COLUMN[:desc]", help="sort rows by a column, e.g. 'train_img_s:desc'")
     parser.add_argument("--include-failed", action="store_true", help="count runs of every status, by status")
-    parser.add_argument(
-        "--output", type=Path, metavar="FILE", help="write the table to FILE instead of stdout"
-    )
+    parser.add_argument("--output", type=Path, metavar="FILE", help="write the table to FILE instead of stdout")
     parser.set_defaults(func=cmd_report)
 
 

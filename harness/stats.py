@@ -107,9 +107,7 @@ def _critical_rank(n: int, m: int, tail: float) -> int:
     return k
 
 
-def ratio_estimate(
-    baseline: Sequence[float], current: Sequence[float], confidence: float = 0.90
-) -> RatioEstimate:
+def ratio_estimate(baseline: Sequence[float], current: Sequence[float], confidence: float = 0.90) -> RatioEstimate:
     """Hodges-Lehmann estimate and interval of ``current / baseline`` (times must be > 0).
 
     Worked on log times, so that the ratio is symmetric: twice as slow and

@@ -25,9 +25,7 @@ _counter = iter(range(10**6))
 STEADY = [10.0, 10.2, 9.8, 10.1, 9.9]  # five repeats of one job
 
 
-def record(
-    recipe="baseline", device="cpu", *, train_s=10.0, accuracy=0.5, status="ok", torch="2.4.0", **extra
-):
+def record(recipe="baseline", device="cpu", *, train_s=10.0, accuracy=0.5, status="ok", torch="2.4.0", **extra):
     """A record dict as the runner writes it; ``extra`` sets top-level fields."""
     run = RunRecord(
         run_id=f"run-{next(_counter)}",
@@ -75,9 +73,7 @@ def pairs_by_key(report: dict) -> dict:
 
 
 def test_identical_code_passes(tmp_path, capsys):
-    code, report, _ = compare(
-        tmp_path, side(tmp_path / "a"), side(tmp_path / "b", times=STEADY[::-1]), capsys=capsys
-    )
+    code, report, _ = compare(tmp_path, side(tmp_path / "a"), side(tmp_path / "b", times=STEADY[::-1]), capsys=capsys)
     assert code == 0 and report["regressions"] == 0
     pair = report["pairs"][0]
     assert pair["verdict"] == "ok" and pair["decision"]["estimate"]["ratio"] == pytest.approx(1.0)
@@ -102,9 +98,7 @@ def test_a_slowdown_under_a_raised_threshold_passes(tmp_path, capsys):
 def test_noise_that_crosses_the_threshold_without_significance_passes(tmp_path, capsys):
     baseline = [9.38, 10.27, 8.59, 10.08, 9.85]
     current = [10.58, 8.0, 15.38, 9.69, 12.8]  # two slow outliers: median pairwise ratio 1.13, ranks mixed
-    code, report, _ = compare(
-        tmp_path, side(tmp_path / "a", baseline), side(tmp_path / "b", current), capsys=capsys
-    )
+    code, report, _ = compare(tmp_path, side(tmp_path / "a", baseline), side(tmp_path / "b", current), capsys=capsys)
     pair = report["pairs"][0]
     assert code == 0 and pair["verdict"] == "slower"
     assert pair["decision"]["estimate"]["ratio"] > 1.1 and not pair["decision"]["significant"]
@@ -183,9 +177,7 @@ def test_only_skipped_runs_is_bad_input(tmp_path, capsys):
 
 
 def test_different_library_versions_are_warned_about(tmp_path, capsys):
-    code, report, err = compare(
-        tmp_path, side(tmp_path / "a"), side(tmp_path / "b", torch="2.5.0"), capsys=capsys
-    )
+    code, report, err = compare(tmp_path, side(tmp_path / "a"), side(tmp_path / "b", torch="2.5.0"), capsys=capsys)
     assert code == 0
     assert any("different torch: baseline 2.4.0; current 2.5.0" in w for w in report["warnings"])
     assert "different torch" in err  # also on stderr, where a CI log shows it
@@ -318,9 +310,7 @@ def test_ratio_gating_warns_when_the_references_differ(tmp_path, capsys):
 def test_markdown_is_a_pull_request_comment(tmp_path, capsys):
     target = tmp_path / "comment.md"
     slower = side(tmp_path / "b", [t * 1.3 for t in STEADY], torch="2.5")
-    code = main(
-        ["compare", str(side(tmp_path / "a")), str(slower), "--format", "markdown", "--output", str(target)]
-    )
+    code = main(["compare", str(side(tmp_path / "a")), str(slower), "--format", "markdown", "--output", str(target)])
     assert code == 1
     text = target.read_text()
     assert text.startswith("### ❌ cifar-bench compare: 1 regression in 1 pair")
@@ -331,13 +321,9 @@ def test_markdown_is_a_pull_request_comment(tmp_path, capsys):
 
 def test_text_output_states_the_rule_and_the_result(tmp_path, capsys):
     settings = Settings(max_slowdown=0.25, alpha=0.01)
-    comparison = compare_runs(
-        load_runs([side(tmp_path / "a")]).runs, load_runs([side(tmp_path / "b")]).runs, settings
-    )
+    comparison = compare_runs(load_runs([side(tmp_path / "a")]).runs, load_runs([side(tmp_path / "b")]).runs, settings)
     assert not comparison.regressions
-    code = main(
-        ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--max-slowdown", "25", "--alpha", "0.01"]
-    )
+    code = main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--max-slowdown", "25", "--alpha", "0.01"])
     out = capsys.readouterr().out
     assert code == 0
     assert "more than 25% slower" in out and "p ≤ 0.01" in out and "98% CI" in out
