@@ -1,0 +1,173 @@
+"""How often does ``cifar-bench compare`` cry wolf, and how often does it catch a real slowdown?
+
+Runs N comparisons of identical code (baseline against baseline) and N of a
+planted slowdown (baseline against ``net_slow`` from ``slow_plugin.py``,
+15% slower per training step), each with R short runs a side, and gates
+each with the real command (``cifar-bench compare``, default thresholds:
+10% and significance). Target: at most one false regression among the
+identical comparisons, at least N-1 of the slowdowns caught.
+
+Short runs on the synthetic set, in one process (no start-up cost per
+run). The two sides of a comparison run interleaved, A B B A A B ..., as the
+example CI workflow does, so that a change in the machine's load lands on
+both sides; identical and slowed comparisons alternate, so that both kinds
+see the same machine. One intra-op thread, because on a small shared
+machine two threads stall on each other whenever a neighbour is busy.
+
+    python benchmarks/gate_false_alarms.py                 # 20 + 20 comparisons, 5 runs a side
+    python benchmarks/gate_false_alarms.py --comparisons 5 --repeats 3   # a quick look
+
+Exit code 0 when both targets are met, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from cifar_bench import manager
+from cifar_bench.cli import main as cli
+from cifar_bench.environment import cpu_model
+from cifar_bench.records import write_record
+from cifar_bench.registry import collect
+from cifar_bench.runner import RunConfig, Session
+
+SLOW_PLUGIN = Path(__file__).with_name("slow_plugin.py")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comparisons", type=int, default=20, help="comparisons of each kind [20]")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per side of a comparison [5]")
+    parser.add_argument("--limit-train", type=int, default=1000, help="training images per run [1000]")
+    parser.add_argument("--slowdown", type=float, default=0.15, help="the planted slowdown [0.15]")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads [1]")
+    parser.add_argument("--order", choices=("interleaved", "sequential"), default="interleaved",
+                        help="interleaved: A B B A ...; sequential: all of A, then all of B [interleaved]")  # fmt: skip
+    parser.add_argument("--max-false", type=int, default=1, help="false regressions allowed [1]")
+    return parser.parse_args(argv)
+
+
+def make_session() -> Session:
+    plugins = manager.build([str(SLOW_PLUGIN)], autoload=False)
+    plugins.check_broken()
+    return Session(plugins, collect(plugins.pm))
+
+
+def config(args: argparse.Namespace, seed: int, slow: bool) -> RunConfig:
+    return RunConfig(
+        recipe="baseline",
+        seed=seed,
+        dataset="synthetic",
+        limit_train=args.limit_train,
+        limit_test=100,
+        hyperparameters={"epochs": 1, **({"slowdown": args.slowdown} if slow else {})},
+        components={"model": "net_slow"} if slow else {},
+        cache_dir=None,
+    )
+
+
+def run_sides(session: Session, args: argparse.Namespace, slow: bool, base: Path, current: Path) -> None:
+    """R runs a side, written as records; the order of sides is what --order says."""
+    jobs = []
+    for i in range(args.repeats):
+        pair = [(base, False), (current, slow)]
+        jobs.append(pair if i % 2 == 0 else pair[::-1])  # A B, B A, A B ...: no side always goes first
+    if args.order == "sequential":
+        jobs = [[(base, False)] for _ in range(args.repeats)] + [[(current, slow)] for _ in range(args.repeats)]
+    for i, job in enumerate(jobs):
+        for folder, slowed in job:
+            record = session.run(config(args, seed=i % args.repeats, slow=slowed))
+            if record.status != "ok":
+                raise SystemExit(f"a run ended {record.status}: {record.error}")
+            write_record(record, folder)
+
+
+def gate(base: Path, current: Path, out: Path) -> tuple[int, dict]:
+    """The real command, as CI would call it; returns its exit code and JSON report."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        code = cli(["compare", str(base), str(current), "--format", "json", "--output", str(out)])
+    return code, json.loads(out.read_text()) if out.exists() else {}
+
+
+def train_seconds(folder: Path) -> list[float]:
+    return [json.loads(p.read_text())["timings"]["train_s"] for p in sorted(folder.glob("*.json"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    session = make_session()
+    for _ in range(2):  # warm-up: first-call allocations and lazy initialisation
+        session.run(config(args, seed=0, slow=False))
+    started, load_before = time.perf_counter(), os.getloadavg()
+    rows, results = [], {"identical": [], "slowed": []}
+    with tempfile.TemporaryDirectory(prefix="gate-") as tmp:
+        for n in range(args.comparisons):
+            for kind in ("identical", "slowed"):
+                where = Path(tmp) / f"{kind}-{n:02d}"
+                base, current = where / "base", where / "current"
+                run_sides(session, args, kind == "slowed", base, current)
+                code, report = gate(base, current, where / "report.json")
+                pair = report["pairs"][0] if report.get("pairs") else {}
+                decision = pair.get("decision") or {}
+                estimate = decision.get("estimate") or {}
+                planted = statistics.median(train_seconds(current)) / statistics.median(train_seconds(base))
+                results[kind].append({"code": code, "ratio": estimate.get("ratio"), "planted": planted})
+                rows.append({
+                    "kind": kind,
+                    "#": n + 1,
+                    "median ratio": f"{planted:.3f}",
+                    "HL ratio": _fmt(estimate.get("ratio"), ".3f"),
+                    "90% CI": f"{_fmt(estimate.get('low'), '.3f')}–{_fmt(estimate.get('high'), '.3f')}",
+                    "p": _fmt(decision.get("p_value"), ".3g"),
+                    "verdict": pair.get("verdict", "?"),
+                    "exit": code,
+                })  # fmt: skip
+                print(f"{kind:9s} {n + 1:2d}: exit {code}, ratio {_fmt(estimate.get('ratio'), '.3f')}", flush=True)
+    elapsed = time.perf_counter() - started
+
+    false_alarms = sum(r["code"] == 1 for r in results["identical"])
+    caught = sum(r["code"] == 1 for r in results["slowed"])
+    threshold_only = sum((r["ratio"] or 0) > 1.10 for r in results["identical"])
+    errors = sum(r["code"] not in (0, 1) for kind in results.values() for r in kind)
+    print()
+    print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
+    print()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {args.threads} thread(s), "
+          f"Python {platform.python_version()}; load average {load_before[0]:.2f} at start, "
+          f"{os.getloadavg()[0]:.2f} at end")  # fmt: skip
+    print(f"runs: baseline recipe, synthetic data, {args.limit_train} train images (batch 4, 1 epoch), "
+          f"{args.repeats} runs a side, {args.order} sides; {elapsed / 60:.1f} min")  # fmt: skip
+    slowed = statistics.median(r["planted"] for r in results["slowed"])
+    identical = statistics.median(r["planted"] for r in results["identical"])
+    print(f"median train-time ratio: identical {identical:.3f}, planted slowdown {slowed:.3f} "
+          f"(target {1 + args.slowdown:.2f})")  # fmt: skip
+    print(f"false regressions (identical code): {false_alarms} of {args.comparisons} "
+          f"(the 10% threshold alone, without the significance test: {threshold_only})")  # fmt: skip
+    print(f"planted {args.slowdown:.0%} slowdown reported as a regression: {caught} of {args.comparisons}")
+    if errors:
+        print(f"compare failed with bad input {errors} time(s)")
+    met = false_alarms <= args.max_false and caught >= args.comparisons - args.max_false and not errors
+    print("targets met" if met else "targets NOT met")
+    return 0 if met else 1
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
