@@ -152,11 +152,14 @@ def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFra
                 "threshold alone"
             )
     elif len(b_ok) and len(c_ok):
-        result.reasons.append(f"no {settings.label} on " + ("either side" if not b_times and not c_times else
-                              "the baseline side" if not b_times else "the current side"))  # fmt: skip
+        lacking = [side for side, times in (("baseline", b_times), ("current", c_times)) if not times]
+        result.reasons.append(f"no {settings.label} on the {' or '.join(lacking)} side")
     else:
         missing = [side for side, n in (("baseline", len(b_ok)), ("current", len(c_ok))) if not n]
         result.reasons.append(f"no ok run on the {' or '.join(missing)} side")
+    for name, times, ok in (("baseline", b_times, b_ok), ("current", c_times, c_ok)):
+        if times and len(times) < len(ok):  # older records, or runs made without --reference under --ratio
+            result.reasons.append(f"{len(ok) - len(times)} {name} run(s) without {settings.label} left out")
 
     b_acc, c_acc = _median(_finite(b_ok, "test_accuracy_pct")), _median(_finite(c_ok, "test_accuracy_pct"))
     if b_acc is not None and c_acc is not None:

@@ -287,6 +287,15 @@ def test_ratio_gating_catches_a_slower_candidate(tmp_path, capsys):
     assert code == 1 and "train s / reference" in report["pairs"][0]["reasons"][0]
 
 
+def test_ratio_gating_leaves_out_runs_without_a_reference_and_says_so(tmp_path, capsys):
+    base = write(tmp_path / "a", *with_reference(STEADY, [1.0, 1.01, 0.99, 1.02, 0.98]), record(train_s=50.0))
+    cur = write(tmp_path / "b", *with_reference(STEADY, [1.0, 1.01, 0.99, 1.02, 0.98]))
+    code, report, _ = compare(tmp_path, base, cur, "--ratio", capsys=capsys)
+    pair = report["pairs"][0]
+    assert code == 0 and pair["decision"]["baseline_runs"] == 5 and pair["baseline_runs"] == 6
+    assert "1 baseline run(s) without train s / reference left out" in pair["reasons"]
+
+
 def test_ratio_gating_without_reference_records_is_bad_input(tmp_path, capsys):
     code = main(["compare", str(side(tmp_path / "a")), str(side(tmp_path / "b")), "--ratio"])
     err = capsys.readouterr().err
