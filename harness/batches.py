@@ -24,7 +24,9 @@ from .data import TensorSplit
 LOADERS = ("tensor", "dataloader")
 
 
-def normalize_split(split: TensorSplit, normalize: Callable, device: torch.device) -> TensorSplit:
+def normalize_split(
+    split: TensorSplit, normalize: Callable, device: torch.device, memory_format=torch.contiguous_format
+) -> TensorSplit:
     """uint8 images -> normalized float32 on ``device``, once for the whole split.
 
     ``/ 255`` is what ``ToTensor()`` does to each image; doing it here, once,
@@ -32,7 +34,7 @@ def normalize_split(split: TensorSplit, normalize: Callable, device: torch.devic
     """
     images = split.images.to(device)
     chunks = [normalize(chunk.float().div_(255)) for chunk in images.split(10_000)]
-    return TensorSplit(torch.cat(chunks), split.labels.to(device))
+    return TensorSplit(torch.cat(chunks).contiguous(memory_format=memory_format), split.labels.to(device))
 
 
 class TensorBatches:
@@ -83,12 +85,13 @@ class LoaderBatches:
         normalize: Callable,
         batch_size: int,
         device: torch.device,
+        memory_format=torch.contiguous_format,
         *,
         shuffle: bool,
         generator: torch.Generator | None = None,
         num_workers: int = 2,  # the tutorial's
     ) -> None:
-        self.device = device
+        self.device, self.memory_format = device, memory_format
         self.loader = torch.utils.data.DataLoader(
             _Transformed(dataset, indices, _ToTensorNormalize(normalize)),
             batch_size=batch_size,
@@ -104,4 +107,5 @@ class LoaderBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in self.loader:
-            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            yield images, labels.to(self.device, non_blocking=True)

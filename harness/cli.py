@@ -12,18 +12,23 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+import torch
 from tabulate import tabulate
 
 from . import __version__, manager
 from .components import DataSource
 from .console import Console
 from .data import default_cache_dir
+from .devices import parse_devices
 from .errors import RunFailed, UsageError
 from .records import RunRecord, write_record
 from .registry import collect
 from .runner import RunConfig, Session
+from .variants import PRECISIONS, Variant
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,6 +70,19 @@ def _key_value(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"is a fraction of the test set: between 0 and 1, got {value}")
+    return value
+
+
+COMPONENT_FLAGS = ("model", "loss", "optimizer", "transform", "scheduler")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="cifar-bench", description="Time and compare CIFAR-10 training recipes.")
     parser.add_argument("--version", action="version", version=f"cifar-bench {__version__}")
@@ -92,7 +110,18 @@ def build_parser() -> Parser:
     run.add_argument("--no-cache", action="store_true", help="decode the data afresh and cache nothing")
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go [results/]")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no loss log")
-    for kind in ("model", "loss", "optimizer", "transform", "scheduler"):
+    run.add_argument("--repeats", type=_positive_int, default=1, help="run N times with seeds SEED..SEED+N-1 [1]")
+    run.add_argument("--threads", type=_positive_int, help="CPU threads for torch (recorded) [torch's default]")
+    run.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="autocast precision [fp32]")
+    run.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and data")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model (timed as its own phase)")
+    run.add_argument("--target-acc", type=_fraction, metavar="FRACTION",
+                     help="evaluate after each epoch; record train seconds to reach this test accuracy")  # fmt: skip
+    run.add_argument("--stop-at-target", action="store_true", help="stop training once --target-acc is reached")
+    run.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (recorded)")
+    run.add_argument("--reference", metavar="RECIPE",
+                     help="interleave RECIPE with each run; store time ratios to it (noise-aware gating)")  # fmt: skip
+    for kind in COMPONENT_FLAGS:
         run.add_argument(f"--{kind}", dest=f"component_{kind}", metavar="NAME", help=f"override the recipe's {kind}")
     _plugin_flag(run, "plugins_sub")
     run.set_defaults(func=cmd_run)
@@ -141,54 +170,103 @@ def _load(args) -> tuple[manager.Plugins, Session]:
 def cmd_run(args) -> int:
     plugins, session = _load(args)
     plugins.check_broken()
-    from .devices import parse_devices
-
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     overrides = dict(args.settings)
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
+    for key in ("epochs", "batch_size"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     components = {
-        kind: getattr(args, f"component_{kind}")
-        for kind in ("model", "loss", "optimizer", "transform", "scheduler")
-        if getattr(args, f"component_{kind}")
+        kind: getattr(args, f"component_{kind}") for kind in COMPONENT_FLAGS if getattr(args, f"component_{kind}")
     }
+    base = RunConfig(
+        recipe=args.recipe,
+        seed=args.seed,
+        loader=args.loader,
+        variant=Variant(precision=args.precision, channels_last=args.channels_last, compile=args.compile),
+        hyperparameters=overrides,
+        components=components,
+        dataset=args.dataset,
+        source=DataSource(root=args.data_root, data_dir=args.data_dir),
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
+        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+        target_acc=args.target_acc,
+        stop_at_target=args.stop_at_target,
+        deterministic=args.deterministic,
+    )
+    # The reference shares the candidate's data, device, variant, seed and length, not its recipe changes.
+    reference = None
+    if args.reference:
+        length = {"epochs": args.epochs} if args.epochs is not None else {}
+        reference = replace(base, recipe=args.reference, components={}, hyperparameters=length)
     manager.register_inline(plugins, Console(progress=not args.quiet), "console")
-    records: list[tuple[RunRecord, Path]] = []
+
+    records: list[RunRecord] = []
     for device in parse_devices(args.device):
-        config = RunConfig(
-            recipe=args.recipe,
-            device=device,
-            seed=args.seed,
-            loader=args.loader,
-            hyperparameters=overrides,
-            components=components,
-            dataset=args.dataset,
-            source=DataSource(root=args.data_root, data_dir=args.data_dir),
-            limit_train=args.limit_train,
-            limit_test=args.limit_test,
-            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-        )
-        record = session.run(config)
-        records.append((record, write_record(record, args.results_dir)))
-    print(tabulate(_summary(records), headers="keys", tablefmt="simple", floatfmt=".2f"))
-    return 1 if any(r.status == "failed" for r, _ in records) else 0
+        for repeat in range(args.repeats):
+            ref = None
+            if reference is not None:
+                ref = session.run(replace(reference, device=device, seed=args.seed + repeat, repeat=repeat))
+                ref.role = "reference"
+                records.append(ref)
+                write_record(ref, args.results_dir)
+            record = session.run(replace(base, device=device, seed=args.seed + repeat, repeat=repeat))
+            if ref is not None and ref.status == record.status == "ok":
+                link_reference(record, ref)
+            records.append(record)
+            path = write_record(record, args.results_dir)
+            if not args.quiet or args.repeats == 1:
+                print(f"record: {path}")
+            if "interrupted" in (record.status, ref.status if ref else None):
+                print(run_table(records))
+                return 130
+            if record.status == "skipped":
+                break  # the device is absent: its other repeats would say the same
+    print(run_table(records))
+    return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
 
 
-def _summary(records: list[tuple[RunRecord, Path]]) -> list[dict]:
+def link_reference(record: RunRecord, ref: RunRecord) -> None:
+    """Store the reference's times and this run's ratios to them (noise-aware gating)."""
+    record.reference = {
+        "recipe": ref.recipe,
+        "run_id": ref.run_id,
+        "train_s": ref.timings.train_s,
+        "total_s": ref.timings.total_s,
+    }
+    record.timings_ratio = {
+        "train_s": record.timings.train_s / ref.timings.train_s if ref.timings.train_s else None,
+        "total_s": record.timings.total_s / ref.timings.total_s if ref.timings.total_s else None,
+    }
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def run_table(records: list[RunRecord]) -> str:
+    """Median [IQR] per recipe, device and variant; runs that did not finish, with their reason."""
+    from .report import MEASURES, flatten, summarize
+
+    runs = pd.DataFrame([flatten(r.to_dict(), Path(r.run_id)) for r in records])
     rows = []
-    for r, path in records:
-        rows.append({
-            "recipe": r.recipe,
-            "device": r.device,
-            "status": r.status if r.status != "skipped" else f"skipped: {r.error}",
-            "test acc %": 100 * r.metrics.test_accuracy if r.metrics.test_accuracy is not None else None,
-            "train s": r.timings.train_s,
-            "train img/s": r.throughput.train_img_s,
-            "eval img/s": r.throughput.eval_img_s,
-            "record": str(path),
-        })  # fmt: skip
-    return rows
+    ok = runs[runs["status"] == "ok"]
+    if len(ok):
+        for _, group in summarize(ok).iterrows():
+            row = {k: group[k] for k in ("recipe", "device", "variant", "runs")}
+            row["status"] = "ok"
+            for label in MEASURES.values():
+                spread = f" [{_number(group[label + ' IQR'])}]" if group["runs"] > 1 else ""
+                row[label] = f"{_number(group[label])}{spread}"
+            rows.append(row)
+    for _, run in runs[runs["status"] != "ok"].iterrows():
+        rows.append(
+            {k: run[k] for k in ("recipe", "device", "variant")}
+            | {"runs": 1, "status": f"{run['status']}: {run['error']}"}
+        )
+    note = "median [IQR] over repeats" if any(r.get("runs", 1) > 1 for r in rows) else ""
+    return tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True) + (f"\n({note})" if note else "")
 
 
 def cmd_list(args) -> int:

@@ -48,6 +48,10 @@ class Metrics:
     test_accuracy: float | None = None  # fraction of the test set, 0..1
     per_class_accuracy: dict[str, float] = field(default_factory=dict)
     epoch_loss: list[float] = field(default_factory=list)  # mean training loss per epoch
+    epoch_accuracy: list[float] = field(default_factory=list)  # after each epoch, with --target-acc
+    target_acc: float | None = None
+    time_to_target_s: float | None = None  # train seconds when target_acc was first reached
+    diverged_at: dict[str, int] | None = None  # {"epoch", "step"} for a diverged run
 
 
 @dataclass
@@ -55,8 +59,10 @@ class Timings:
     """Seconds per phase; each edge waits for the device, so no work leaks across."""
 
     setup_s: float = 0.0  # data preparation and model build
+    warmup_s: float = 0.0  # one step per batch shape, then state restored; torch.compile compiles here
     train_s: float = 0.0  # training steps only
     eval_s: float = 0.0  # the final test-set evaluation
+    epoch_eval_s: float = 0.0  # evaluations after each epoch for --target-acc, not in train_s
     total_s: float = 0.0  # wall time of the whole run, setup included
     epoch_train_s: list[float] = field(default_factory=list)
 
@@ -65,6 +71,12 @@ class Timings:
 class Throughput:
     train_img_s: float = 0.0  # training images per second of train_s
     eval_img_s: float = 0.0  # test images per second of eval_s
+
+
+@dataclass
+class Memory:
+    device_peak_bytes: int | None = None  # CUDA max allocated during the run
+    host_peak_rss_bytes: int | None = None  # the process's peak resident set so far
 
 
 @dataclass
@@ -97,9 +109,17 @@ class RunRecord:
     timings: Timings
     throughput: Throughput
     environment: Environment
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    memory: Memory = field(default_factory=Memory)
     overrides: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # why a run was skipped, failed, diverged or was interrupted
     started_at: str = ""
+    role: str = "candidate"  # or "reference": a run interleaved with --reference
+    reference: dict[str, Any] | None = None  # {"recipe", "run_id", "train_s", "total_s"} of that reference
+    timings_ratio: dict[str, float] | None = None  # {"train_s", "total_s"}: this run / its reference
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

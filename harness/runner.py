@@ -1,16 +1,22 @@
-"""One run of one recipe on one device: setup, train, evaluate, record.
+"""One run of one recipe on one device: setup, warm-up, train, evaluate, record.
 
 Read :meth:`Session.run` top to bottom: components come in at the top (from
 the registry), observers are told at the edges (``run_start``,
 ``train_progress``, ``epoch_end``, ``run_end``), and only the training steps
-sit between the train timers.
+sit between the train timers. Everything a run measured is kept in a
+:class:`_Progress` as it goes, so that a run that diverges, fails or is
+interrupted is still recorded with what it got to.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import resource
+import sys
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ from .manager import Plugins
 from .records import (
     ComponentRef,
     DatasetInfo,
+    Memory,
     Metrics,
     RunRecord,
     Throughput,
@@ -36,6 +43,7 @@ from .records import (
 )
 from .registry import Registry
 from .timing import PhaseTimer
+from .variants import Variant, unsupported_reason
 
 # Hyperparameters every recipe has; a recipe's own values override these.
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -53,6 +61,7 @@ class RunConfig:
     device: str = "cpu"
     seed: int = 0
     loader: str = "tensor"
+    variant: Variant = field(default_factory=Variant)
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # overrides of the recipe's
     components: Mapping[str, str] = field(default_factory=dict)  # kind -> name, overrides of the recipe's
     dataset: str | None = None  # overrides the recipe's dataset
@@ -60,6 +69,9 @@ class RunConfig:
     limit_train: int | None = None  # class-balanced subset sizes
     limit_test: int | None = None
     cache_dir: Path | None = field(default_factory=default_cache_dir)
+    target_acc: float | None = None  # evaluate after each epoch and note when this is reached
+    stop_at_target: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms for the run
     repeat: int = 0
 
 
@@ -72,14 +84,39 @@ class PreparedData:
     test_indices: torch.Tensor
 
 
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"loss became NaN or infinite in epoch {epoch}, at or before step {step}")
+        self.epoch, self.step = epoch, step
+
+
+@dataclass
+class _Progress:
+    """What a run has measured so far: enough to record a run that stopped early."""
+
+    timer: PhaseTimer
+    epoch_loss: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_accuracy: list[float] = field(default_factory=list)
+    time_to_target_s: float | None = None
+    images_trained: int = 0
+    info: RunInfo | None = None
+    data: PreparedData | None = None
+    correct: torch.Tensor | None = None  # per class, from the final evaluation
+    total: torch.Tensor | None = None
+
+
 def resolve_hyperparameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
     hp = {**DEFAULT_HYPERPARAMETERS, **recipe.hyperparameters, **overrides}
-    for key in ("batch_size", "epochs"):
+    for key in ("batch_size", "epochs", "eval_batch_size", "log_every"):
         value = hp.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UsageError(f"{key} must be a whole number of at least 1, got {value!r}")
-    if not isinstance(hp.get("lr"), (int, float)) or not hp["lr"] > 0:
-        raise UsageError(f"lr must be a positive number, got {hp.get('lr')!r}")
+    lr = hp.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
+        raise UsageError(f"lr must be a positive number, got {lr!r}")
     return hp
 
 
@@ -98,74 +135,64 @@ class Session:
         hp = resolve_hyperparameters(recipe, config.hyperparameters)
         if config.loader not in LOADERS:
             raise UsageError(f"unknown loader {config.loader!r}: use one of {', '.join(LOADERS)}")
-        names = {
-            "dataset": config.dataset or recipe.dataset,
-            "transform": recipe.transform,
-            "model": recipe.model,
-            "loss": recipe.loss,
-            "optimizer": recipe.optimizer,
-            "scheduler": recipe.scheduler,
-            **config.components,
-        }
-        unknown = set(config.components) - set(names) - {"dataset"}
-        if unknown:
-            raise UsageError(f"cannot override {sorted(unknown)}: a recipe's components are {', '.join(names)}")
-        if not names["scheduler"]:
-            del names["scheduler"]
-        entries = {kind: self.registry.get(kind, name) for kind, name in names.items()}
-        components = {kind: ComponentRef(e.name, e.plugin) for kind, e in entries.items()}
-        components["recipe"] = ComponentRef(recipe.name, self.registry.get("recipe", recipe.name).plugin)
+        if config.target_acc is not None and not 0 < config.target_acc <= 1:
+            raise UsageError(f"--target-acc is a fraction of the test set, 0..1; got {config.target_acc}")
+        entries = self._components(recipe, config)
         device = torch.device(config.device)
+        skip = devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device)
         run_id = new_run_id(recipe.name, config.device)
-        reason = devices.unavailable_reason(config.device)
+        progress = _Progress(PhaseTimer(lambda: devices.synchronize(device)))
 
-        def record(status: str, **fields) -> RunRecord:
-            return RunRecord(
-                run_id=run_id,
-                status=status,
-                recipe=recipe.name,
-                components=components,
-                hyperparameters=hp,
-                seed=config.seed,
-                device=config.device,
-                loader=config.loader,
-                started_at=started_at,
-                environment=environment.collect(devices.device_name(device) if not reason else ""),
-                overrides={
-                    "components": dict(config.components),
-                    "hyperparameters": dict(config.hyperparameters),
-                },
-                **fields,
-            )
+        def record(status: str, error: str | None = None) -> RunRecord:
+            return self._record(run_id, status, error, recipe, hp, entries, config, device, skip, progress,
+                                started_at, time.perf_counter() - start)  # fmt: skip
 
-        if reason:
-            return record("skipped", dataset=None, metrics=Metrics(), timings=Timings(),
-                          throughput=Throughput(), error=reason)  # fmt: skip
+        if skip:
+            return record("skipped", skip)
+        try:
+            torch.use_deterministic_algorithms(config.deterministic)
+            self._train_and_evaluate(config, hp, entries, device, run_id, recipe, progress)
+        except Diverged as exc:
+            result = record("diverged", str(exc))
+            result.metrics.diverged_at = {"epoch": exc.epoch, "step": exc.step}
+        except KeyboardInterrupt:
+            result = record("interrupted", "interrupted (Ctrl-C)")
+        except (UsageError, PluginError):
+            raise  # bad input: the whole command stops with exit code 2
+        except Exception as exc:  # out of memory, a kernel the device lacks ...
+            result = record("failed", f"{type(exc).__name__}: {_first_line(exc)}")
+        else:
+            result = record("ok")
+        if progress.info is not None:
+            self.plugins.hook.run_end(run=progress.info, record=result)
+        return result
 
-        timer = PhaseTimer(lambda: devices.synchronize(device))
+    def _train_and_evaluate(self, config, hp, entries, device, run_id, recipe, progress: _Progress) -> None:
+        timer, variant = progress.timer, config.variant
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
         with timer.phase("setup"):
-            data = self._prepare_data(entries["dataset"], names["dataset"], config)
+            data = progress.data = self._prepare_data(entries["dataset"], config)
             transform = _build(entries["transform"], Transform, hp)
             num_classes = len(data.dataset.classes)
             hp.setdefault("num_classes", num_classes)
             torch.manual_seed(config.seed)  # the model's initial weights
             model = _build(entries["model"], torch.nn.Module, hp).to(device)
             loss_fn = _build(entries["loss"], torch.nn.Module, hp).to(device)
+            if variant.channels_last:
+                model = model.to(memory_format=torch.channels_last)
             optimizer = _build(entries["optimizer"], torch.optim.Optimizer, hp, model.parameters())
             shuffle = torch.Generator().manual_seed(config.seed)  # batch order
             augment_rng = torch.Generator(device=device).manual_seed(config.seed)
-            train_batches, test_batches = self._batches(data, transform, hp, device, config.loader, shuffle)
-            scheduler = None
-            if "scheduler" in entries:
-                scheduler = entries["scheduler"].factory(optimizer, hp, len(train_batches))
-                if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
-                    raise PluginError(
-                        f"plugin {entries['scheduler'].plugin!r}: scheduler {names['scheduler']!r} returned "
-                        f"{type(scheduler).__name__}, expected torch.optim.lr_scheduler.LRScheduler"
-                    )
-            step_scheduler = scheduler if hp.get("schedule_per", "epoch") == "step" else None
+            train_batches, test_batches = self._batches(data, transform, hp, device, config.loader, variant, shuffle)
+            scheduler = self._scheduler(entries, optimizer, hp, len(train_batches))
+            step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng)
 
-        info = RunInfo(
+        with timer.phase("warmup"):  # torch.compile compiles here, never inside train time
+            step.warm_up(_warmup_batches(train_batches, hp["batch_size"]), _warmup_batches(test_batches))
+
+        info = progress.info = RunInfo(
             run_id=run_id,
             recipe=recipe.name,
             device=config.device,
@@ -181,66 +208,63 @@ class Session:
         hook = self.plugins.hook
         hook.run_start(run=info)
 
-        epoch_loss, epoch_seconds = [], []
+        step_scheduler = scheduler if hp.get("schedule_per", "epoch") == "step" else None
         for epoch in range(1, hp["epochs"] + 1):
             before = timer.seconds["train"]
             with timer.phase("train"):
                 mean_loss = train_epoch(
-                    model, loss_fn, optimizer, train_batches, transform.augment, augment_rng, step_scheduler,
-                    epoch=epoch, log_every=hp["log_every"], report=lambda p: hook.train_progress(run=info, progress=p),
+                    step, train_batches, step_scheduler, epoch=epoch, log_every=hp["log_every"],
+                    report=lambda p: hook.train_progress(run=info, progress=p),
                 )  # fmt: skip
                 if scheduler is not None and step_scheduler is None:
                     scheduler.step()
-            epoch_loss.append(mean_loss)
-            epoch_seconds.append(timer.seconds["train"] - before)
-            hook.epoch_end(run=info, epoch=EpochResult(epoch, mean_loss, epoch_seconds[-1], info.train_size))
+            progress.epoch_loss.append(mean_loss)
+            progress.epoch_seconds.append(timer.seconds["train"] - before)
+            progress.images_trained += info.train_size
+            hook.epoch_end(run=info, epoch=EpochResult(epoch, mean_loss, progress.epoch_seconds[-1], info.train_size))
+            if config.target_acc is not None and epoch < hp["epochs"]:
+                with timer.phase("epoch_eval"):  # kept out of train time
+                    accuracy = _accuracy(*evaluate(step.model, test_batches, num_classes, variant, device))
+                progress.epoch_accuracy.append(accuracy)
+                if accuracy >= config.target_acc and progress.time_to_target_s is None:
+                    progress.time_to_target_s = timer.seconds["train"]
+                    if config.stop_at_target:
+                        break
 
         with timer.phase("eval"):
-            correct, total = evaluate(model, test_batches, num_classes)
-
-        train_s, eval_s = timer.seconds["train"], timer.seconds["eval"]
-        result = record(
-            "ok",
-            dataset=DatasetInfo(
-                name=data.dataset.name,
-                fingerprint=data.dataset.fingerprint,
-                train_size=info.train_size,
-                test_size=info.test_size,
-                classes=list(data.dataset.classes),
-                synthetic=data.dataset.synthetic,
-                source=data.dataset.source,
-            ),
-            metrics=Metrics(
-                test_accuracy=correct.sum().item() / total.sum().item(),
-                per_class_accuracy={
-                    c: (correct[i] / total[i]).item() if total[i] else 0.0 for i, c in enumerate(data.dataset.classes)
-                },
-                epoch_loss=epoch_loss,
-            ),
-            timings=Timings(
-                setup_s=timer.seconds["setup"],
-                train_s=train_s,
-                eval_s=eval_s,
-                total_s=time.perf_counter() - start,
-                epoch_train_s=epoch_seconds,
-            ),
-            throughput=Throughput(
-                train_img_s=info.train_size * hp["epochs"] / train_s if train_s else 0.0,
-                eval_img_s=info.test_size / eval_s if eval_s else 0.0,
-            ),
-        )
-        hook.run_end(run=info, record=result)
-        return result
+            correct, total = evaluate(step.model, test_batches, num_classes, variant, device)
+        progress.correct, progress.total = correct, total
+        if config.target_acc is not None:
+            progress.epoch_accuracy.append(_accuracy(correct, total))
+            if progress.time_to_target_s is None and progress.epoch_accuracy[-1] >= config.target_acc:
+                progress.time_to_target_s = timer.seconds["train"]
 
     # -- setup helpers ----------------------------------------------------------
 
-    def _prepare_data(self, entry, name: str, config: RunConfig) -> PreparedData:
-        key = (name, config.source, config.cache_dir, config.limit_train, config.limit_test)
+    def _components(self, recipe: Recipe, config: RunConfig) -> dict[str, Any]:
+        names = {
+            "dataset": config.dataset or recipe.dataset,
+            "transform": recipe.transform,
+            "model": recipe.model,
+            "loss": recipe.loss,
+            "optimizer": recipe.optimizer,
+            "scheduler": recipe.scheduler,
+        }
+        unknown = set(config.components) - set(names)
+        if unknown:
+            raise UsageError(f"cannot override {sorted(unknown)}: a recipe's components are {', '.join(names)}")
+        names.update(config.components)
+        entries = {kind: self.registry.get(kind, name) for kind, name in names.items() if name}
+        entries["recipe"] = self.registry.get("recipe", recipe.name)
+        return entries
+
+    def _prepare_data(self, entry, config: RunConfig) -> PreparedData:
+        key = (entry.name, config.source, config.cache_dir, config.limit_train, config.limit_test)
         if key not in self._data:
             dataset = entry.factory(config.source)
             if not isinstance(dataset, Dataset):
                 raise PluginError(
-                    f"plugin {entry.plugin!r}: dataset {name!r} returned "
+                    f"plugin {entry.plugin!r}: dataset {entry.name!r} returned "
                     f"{type(dataset).__name__}, expected cifar_bench.Dataset"
                 )
             train, test = load_tensors(dataset, config.cache_dir)[:2]
@@ -251,22 +275,181 @@ class Session:
         return self._data[key]
 
     @staticmethod
-    def _batches(data: PreparedData, transform: Transform, hp, device, loader: str, shuffle):
+    def _batches(data: PreparedData, transform: Transform, hp, device, loader: str, variant: Variant, shuffle):
+        memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
         if loader == "tensor":
-            train = normalize_split(data.train.subset(data.train_indices), transform.normalize, device)
-            test = normalize_split(data.test.subset(data.test_indices), transform.normalize, device)
+            train = normalize_split(data.train.subset(data.train_indices), transform.normalize, device, memory_format)
+            test = normalize_split(data.test.subset(data.test_indices), transform.normalize, device, memory_format)
+            size = hp["eval_batch_size"]
             return (
                 TensorBatches(train, hp["batch_size"], shuffle),
-                list(
-                    zip(test.images.split(hp["eval_batch_size"]), test.labels.split(hp["eval_batch_size"]), strict=True)
-                ),
+                list(zip(test.images.split(size), test.labels.split(size), strict=True)),
             )
         return (
             LoaderBatches(data.dataset.train, data.train_indices, transform.normalize, hp["batch_size"],
-                          device, shuffle=True, generator=shuffle),
+                          device, memory_format, shuffle=True, generator=shuffle),
             LoaderBatches(data.dataset.test, data.test_indices, transform.normalize, hp["eval_batch_size"],
-                          device, shuffle=False),
+                          device, memory_format, shuffle=False),
         )  # fmt: skip
+
+    @staticmethod
+    def _scheduler(entries, optimizer, hp, steps_per_epoch: int):
+        if "scheduler" not in entries:
+            return None
+        entry = entries["scheduler"]
+        scheduler = entry.factory(optimizer, hp, steps_per_epoch)
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+            raise PluginError(
+                f"plugin {entry.plugin!r}: scheduler {entry.name!r} returned "
+                f"{type(scheduler).__name__}, expected torch.optim.lr_scheduler.LRScheduler"
+            )
+        return scheduler
+
+    # -- the record -------------------------------------------------------------
+
+    @staticmethod
+    def _record(run_id, status, error, recipe, hp, entries, config, device, skip, progress, started_at, total_s):
+        seconds, data = progress.timer.seconds, progress.data
+        correct, total = progress.correct, progress.total
+        train_s, eval_s = seconds.get("train", 0.0), seconds.get("eval", 0.0)
+        classes = list(data.dataset.classes) if data else []
+        return RunRecord(
+            run_id=run_id,
+            status=status,
+            recipe=recipe.name,
+            components={kind: ComponentRef(e.name, e.plugin) for kind, e in entries.items()},
+            hyperparameters=hp,
+            seed=config.seed,
+            device=config.device,
+            loader=config.loader,
+            precision=config.variant.precision,
+            channels_last=config.variant.channels_last,
+            compile=config.variant.compile,
+            deterministic=config.deterministic,
+            started_at=started_at,
+            error=error,
+            environment=environment.collect("" if skip else devices.device_name(device)),
+            overrides={"components": dict(config.components), "hyperparameters": dict(config.hyperparameters)},
+            dataset=None
+            if data is None
+            else DatasetInfo(
+                name=data.dataset.name,
+                fingerprint=data.dataset.fingerprint,
+                train_size=len(data.train_indices),
+                test_size=len(data.test_indices),
+                classes=classes,
+                synthetic=data.dataset.synthetic,
+                source=data.dataset.source,
+            ),
+            metrics=Metrics(
+                test_accuracy=_accuracy(correct, total) if correct is not None else None,
+                per_class_accuracy={
+                    c: (correct[i] / total[i]).item() if total[i] else 0.0 for i, c in enumerate(classes)
+                }
+                if correct is not None
+                else {},
+                epoch_loss=progress.epoch_loss,
+                epoch_accuracy=progress.epoch_accuracy,
+                target_acc=config.target_acc,
+                time_to_target_s=progress.time_to_target_s,
+            ),
+            timings=Timings(
+                setup_s=seconds.get("setup", 0.0),
+                warmup_s=seconds.get("warmup", 0.0),
+                train_s=train_s,
+                eval_s=eval_s,
+                epoch_eval_s=seconds.get("epoch_eval", 0.0),
+                total_s=total_s,
+                epoch_train_s=progress.epoch_seconds,
+            ),
+            throughput=Throughput(
+                train_img_s=progress.images_trained / train_s if train_s and progress.images_trained else 0.0,
+                eval_img_s=len(data.test_indices) / eval_s if eval_s and data else 0.0,
+            ),
+            memory=_memory(device) if not skip else Memory(),
+        )
+
+
+class TrainStep:
+    """One optimizer step under the run's variant (precision, memory format, compile).
+
+    Kept apart from the loop so that the loop reads as the tutorial's and the
+    variant plumbing lives in one place.
+    """
+
+    def __init__(self, model, loss_fn, optimizer, variant: Variant, device, augment, augment_rng) -> None:
+        self.model = torch.compile(model) if variant.compile else model
+        self.loss_fn, self.optimizer, self.device = loss_fn, optimizer, device
+        self.augment, self.augment_rng = augment, augment_rng
+        self.autocast = variant.autocast(device)
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
+        self.scaler = torch.amp.GradScaler(device.type) if variant.precision == "fp16" else None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.augment is not None:
+            x = self.augment(x, self.augment_rng)
+        self.optimizer.zero_grad()
+        with self.autocast:
+            loss = self.loss_fn(self.model(x), y)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return loss.detach()
+
+    def warm_up(self, train_batches, eval_batches) -> None:
+        """Run each batch shape once, then put every state back as it was.
+
+        Compiles (and primes kernels and caches) for the training and the
+        evaluation shapes, so that none of that lands in train or eval time,
+        while weights, optimizer state and random streams stay exactly as if
+        it had never happened.
+        """
+        saved = (
+            copy.deepcopy(self.model.state_dict()),
+            copy.deepcopy(self.optimizer.state_dict()),
+            self.scaler.state_dict() if self.scaler else None,
+            torch.get_rng_state(),
+            self.augment_rng.get_state(),
+        )
+        self.model.train()
+        for x, y in train_batches:
+            self(x, y)
+        for x, _ in eval_batches:
+            with torch.inference_mode(), self.autocast:
+                self.model.eval()
+                self.model(x)
+        model_state, optimizer_state, scaler_state, rng, augment_rng = saved
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        if self.scaler:
+            self.scaler.load_state_dict(scaler_state)
+        torch.set_rng_state(rng)
+        self.augment_rng.set_state(augment_rng)
+        self.optimizer.zero_grad()
+
+
+def _warmup_batches(batches, batch_size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One batch of each shape a phase will see (a full one, and a smaller last one).
+
+    The DataLoader path gives its first batch only: walking a loader to find
+    its last batch would cost as much as an epoch.
+    """
+    if isinstance(batches, TensorBatches):
+        images, labels = batches.split.images, batches.split.labels
+        n, shapes = len(labels), [min(batch_size, len(labels))]
+        if n % batch_size and n > batch_size:
+            shapes.append(n % batch_size)
+        return [(images[:k], labels[:k]) for k in shapes]
+    if isinstance(batches, list):
+        shapes: dict[torch.Size, tuple] = {}
+        for x, y in batches:
+            shapes.setdefault(x.shape, (x, y))
+        return list(shapes.values())
+    return [next(iter(batches))]
 
 
 def _subset(split: TensorSplit, limit: int | None, num_classes: int, flag: str) -> torch.Tensor:
@@ -290,63 +473,72 @@ def _build(entry, expected: type, hp, *args):
     return built
 
 
+def _accuracy(correct: torch.Tensor, total: torch.Tensor) -> float:
+    return correct.sum().item() / max(total.sum().item(), 1)
+
+
+def _memory(device: torch.device) -> Memory:
+    # ru_maxrss is the process's peak so far, in KiB on Linux and bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return Memory(device_peak_bytes=peak, host_peak_rss_bytes=rss)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 # -- the loop -------------------------------------------------------------------
 
 
-def train_epoch(model, loss_fn, optimizer, batches, augment, rng, scheduler, *, epoch, log_every, report) -> float:
+def train_epoch(step: TrainStep, batches, scheduler, *, epoch: int, log_every: int, report) -> float:
     """One pass over the training batches; returns the mean loss per batch.
 
     Losses are summed on the device and read back only every
     ``PROGRESS_EVERY`` steps, so a GPU is not made to wait after every step.
     """
-    model.train()
-    device = next(model.parameters()).device
-    epoch_sum = torch.zeros((), device=device)
+    step.model.train()
+    epoch_sum = torch.zeros((), device=step.device)
     reported_sum, reported_step, logged_sum, logged_step = 0.0, 0, 0.0, 0
     steps, images, start = len(batches), 0, time.perf_counter()
-    for step, (x, y) in enumerate(batches, 1):
-        if augment is not None:
-            x = augment(x, rng)
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
+    for i, (x, y) in enumerate(batches, 1):
+        epoch_sum += step(x, y)
         if scheduler is not None:  # a per-step schedule
             scheduler.step()
-        epoch_sum += loss.detach()
         images += len(y)
-        is_log_step = step % log_every == 0
-        if step % PROGRESS_EVERY == 0 or is_log_step or step == steps:
+        is_log_step = i % log_every == 0
+        if i % PROGRESS_EVERY == 0 or is_log_step or i == steps:
             total = epoch_sum.item()
+            if not math.isfinite(total):
+                raise Diverged(epoch, i)
             log_loss = None
             if is_log_step:
-                log_loss = (total - logged_sum) / (step - logged_step)
-                logged_sum, logged_step = total, step
+                log_loss = (total - logged_sum) / (i - logged_step)
+                logged_sum, logged_step = total, i
             report(
                 TrainProgress(
                     epoch=epoch,
-                    step=step,
+                    step=i,
                     steps_per_epoch=steps,
                     images_seen=images,
                     elapsed_s=time.perf_counter() - start,
-                    running_loss=(total - reported_sum) / (step - reported_step),
+                    running_loss=(total - reported_sum) / (i - reported_step),
                     log_loss=log_loss,
                 )
             )
-            reported_sum, reported_step = total, step
-    mean = epoch_sum.item() / max(steps, 1)
-    return mean if math.isfinite(mean) else float("nan")
+            reported_sum, reported_step = total, i
+    return epoch_sum.item() / max(steps, 1)
 
 
-@torch.inference_mode()
-def evaluate(model, batches, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(model, batches, num_classes: int, variant: Variant, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class ``(correct, total)`` counts over the test batches."""
     model.eval()
-    device = next(model.parameters()).device
     correct = torch.zeros(num_classes, dtype=torch.int64, device=device)
     total = torch.zeros(num_classes, dtype=torch.int64, device=device)
-    for x, y in batches:
-        predicted = model(x).argmax(dim=1)
-        total += torch.bincount(y, minlength=num_classes)
-        correct += torch.bincount(y[predicted == y], minlength=num_classes)
+    with torch.inference_mode(), variant.autocast(device) if variant.precision != "fp32" else nullcontext():
+        for x, y in batches:
+            predicted = model(x).argmax(dim=1)
+            total += torch.bincount(y, minlength=num_classes)
+            correct += torch.bincount(y[predicted == y], minlength=num_classes)
     return correct.cpu(), total.cpu()

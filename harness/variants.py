@@ -1,0 +1,77 @@
+"""Variants: the ways to run the same recipe faster (precision, memory format, compile).
+
+A variant changes how the numbers are computed, never what is computed, so
+runs of one recipe in different variants are comparable. Each one is
+recorded, and a combination the device cannot do is skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Variant:
+    precision: str = "fp32"  # autocast dtype for forward and loss; weights stay fp32
+    channels_last: bool = False  # NHWC memory format for model and data
+    compile: bool = False  # torch.compile the model (compiled in the warm-up phase)
+
+    def autocast(self, device: torch.device) -> AbstractContextManager:
+        if self.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(device_type=device.type, dtype=PRECISIONS[self.precision])
+
+    @property
+    def label(self) -> str:
+        flags = [name for name in ("channels_last", "compile") if getattr(self, name)]
+        return " ".join([self.precision, *flags])
+
+
+def unsupported_reason(variant: Variant, device: torch.device) -> str | None:
+    """Why this device cannot run this variant, or ``None`` when it can."""
+    if variant.precision not in PRECISIONS:
+        return f"unknown precision {variant.precision!r}"
+    if variant.precision != "fp32":
+        problem = _autocast_problem(device, PRECISIONS[variant.precision])
+        if problem:
+            return f"{variant.precision} autocast on {device.type}: {problem}"
+    if variant.compile:
+        if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            return "torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH"
+        if not hasattr(torch, "compile"):
+            return "this torch has no torch.compile"
+    return None
+
+
+def _autocast_problem(device: torch.device, dtype: torch.dtype) -> str | None:
+    # torch turns autocast off with a warning (not an error) for dtypes a
+    # device lacks; catch that and check the result really is in `dtype`.
+    if device.type in ("cuda", "mps") and not _device_present(device):
+        return None  # the device check reports this, more clearly
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                a = torch.ones(8, 8, device=device)
+                out = a @ a
+    except (RuntimeError, ValueError) as exc:
+        return str(exc).splitlines()[0]
+    if out.dtype != dtype:
+        messages = [str(w.message).splitlines()[0] for w in caught]
+        return messages[0] if messages else f"computes in {out.dtype}, not {dtype}"
+    return None
+
+
+def _device_present(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available()
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    return True
