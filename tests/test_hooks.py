@@ -1,0 +1,261 @@
+"""One ``test_hook_<name>`` per hook spec, each exercising its hook in a real (tiny, synthetic) run.
+
+tests/test_meta.py fails when a hook spec has no test here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from cifar_bench import Recipe, Transform, hookimpl, manager
+from cifar_bench.plugins.datasets import make_synthetic
+from cifar_bench.records import ComponentRef
+from cifar_bench.registry import collect
+from cifar_bench.runner import RunConfig, Session
+
+TRAIN, TEST, BATCH = 200, 50, 20  # images, images, images per step: 10 steps an epoch
+
+
+@pytest.fixture(autouse=True)
+def no_installed_plugins(monkeypatch):
+    monkeypatch.setenv(manager.AUTOLOAD_ENV, "1")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def run(cache_dir):
+    """Run a recipe with the built-in plugins plus ``probe``, registered as plugin 'probe'."""
+
+    def run_with(probe: object, recipe: str = "baseline", epochs: int = 1, **config):
+        plugins = manager.build()
+        manager.register_inline(plugins, probe, "probe")
+        session = Session(plugins, collect(plugins.pm))
+        config.setdefault("dataset", "synthetic")
+        config.setdefault("limit_train", TRAIN)
+        config.setdefault("limit_test", TEST)
+        hp = {"epochs": epochs, "batch_size": BATCH, **config.pop("hyperparameters", {})}
+        record = session.run(RunConfig(recipe=recipe, hyperparameters=hp, cache_dir=cache_dir, **config))
+        assert record.status == "ok", record.error
+        return record
+
+    return run_with
+
+
+class Timed:
+    """A probe base: what its components saw once training started (the harness may warm up first)."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    @hookimpl
+    def run_start(self, run):
+        self.seen.clear()
+
+
+# -- component hooks -------------------------------------------------------------------------
+
+
+def test_hook_register_datasets(run):
+    class Probe:
+        @hookimpl
+        def register_datasets(self, register):
+            register("tiny", lambda source: dataclasses.replace(make_synthetic(100, 30, seed=3), name="tiny"))
+
+    record = run(Probe(), dataset="tiny", limit_train=None, limit_test=None)
+    assert record.components["dataset"] == ComponentRef("tiny", "probe")
+    assert (record.dataset.name, record.dataset.train_size, record.dataset.test_size) == ("tiny", 100, 30)
+
+
+def test_hook_register_transforms(run):
+    class Probe(Timed):
+        def augment(self, x, generator):
+            self.seen.append(x.shape)
+            return x.flip(3)
+
+        @hookimpl
+        def register_transforms(self, register):
+            register("probe_transform", lambda hp: Transform(normalize=lambda x: x - 0.5, augment=self.augment))
+
+    probe = Probe()
+    record = run(probe, components={"transform": "probe_transform"})
+    assert record.components["transform"] == ComponentRef("probe_transform", "probe")
+    assert probe.seen == [(BATCH, 3, 32, 32)] * (TRAIN // BATCH)  # every training batch, never a test one
+
+
+def test_hook_register_models(run):
+    class Probe(Timed):
+        @hookimpl
+        def register_models(self, register):
+            seen = self.seen
+
+            class Counting(torch.nn.Module):
+                def __init__(self, num_classes):
+                    super().__init__()
+                    self.fc = torch.nn.Linear(3 * 32 * 32, num_classes)
+
+                def forward(self, x):
+                    seen.append(("train" if self.training else "eval", len(x)))
+                    return self.fc(x.flatten(1))
+
+            register("counting", lambda hp: Counting(hp["num_classes"]))
+
+    probe = Probe()
+    record = run(probe, components={"model": "counting"})
+    assert record.components["model"] == ComponentRef("counting", "probe")
+    assert probe.seen == [("train", BATCH)] * (TRAIN // BATCH) + [("eval", TEST)]
+
+
+def test_hook_register_losses(run):
+    class Probe(Timed):
+        @hookimpl
+        def register_losses(self, register):
+            seen = self.seen
+
+            class Recording(torch.nn.Module):
+                def forward(self, logits, labels):
+                    seen.append((logits.shape, labels.shape))
+                    return torch.nn.functional.cross_entropy(logits, labels)
+
+            register("recording", lambda hp: Recording())
+
+    probe = Probe()
+    record = run(probe, components={"loss": "recording"})
+    assert record.components["loss"] == ComponentRef("recording", "probe")
+    assert probe.seen == [((BATCH, 10), (BATCH,))] * (TRAIN // BATCH)
+
+
+def test_hook_register_optimizers(run):
+    class Probe(Timed):
+        @hookimpl
+        def register_optimizers(self, register):
+            seen = self.seen
+
+            class CountingSGD(torch.optim.SGD):
+                def step(self, closure=None):
+                    seen.append(self.param_groups[0]["lr"])
+                    return super().step(closure)
+
+            register("counting_sgd", lambda params, hp: CountingSGD(params, lr=hp["lr"]))
+
+    probe = Probe()
+    record = run(probe, components={"optimizer": "counting_sgd"}, hyperparameters={"lr": 0.05})
+    assert record.components["optimizer"] == ComponentRef("counting_sgd", "probe")
+    assert probe.seen == [0.05] * (TRAIN // BATCH)
+
+
+@pytest.mark.parametrize(("per", "expected_steps"), [("step", 2 * TRAIN // BATCH), ("epoch", 2)])
+def test_hook_register_schedulers(run, per, expected_steps):
+    ticks = []
+
+    def factory(optimizer, hp, steps_per_epoch):
+        assert steps_per_epoch == TRAIN // BATCH
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ticks.append(t) or 1.0)
+
+    class Probe:
+        @hookimpl
+        def register_schedulers(self, register):
+            register("ticking", factory)
+
+    record = run(Probe(), epochs=2, components={"scheduler": "ticking"}, hyperparameters={"schedule_per": per})
+    assert record.components["scheduler"] == ComponentRef("ticking", "probe")
+    assert ticks == list(range(expected_steps + 1))  # once when built, then once per step or epoch
+
+
+def test_hook_register_recipes(run):
+    class Probe:
+        @hookimpl
+        def register_recipes(self, register):
+            register(
+                Recipe(
+                    name="probe_recipe",
+                    model="net",
+                    loss="label_smoothing_ce",  # a mix of components from two plugins
+                    optimizer="adam",
+                    transform="flip",
+                    hyperparameters={"batch_size": 10, "epochs": 3, "lr": 0.002, "label_smoothing": 0.3},
+                )
+            )
+
+    record = run(Probe(), recipe="probe_recipe")
+    assert record.recipe == "probe_recipe"
+    assert record.components["recipe"] == ComponentRef("probe_recipe", "probe")
+    assert record.components["optimizer"] == ComponentRef("adam", "optimizers")
+    hp = record.hyperparameters
+    assert (hp["lr"], hp["label_smoothing"], hp["batch_size"], hp["epochs"]) == (0.002, 0.3, BATCH, 1)
+
+
+# -- lifecycle hooks ---------------------------------------------------------------------------
+
+
+class Observer:
+    """Writes down every lifecycle event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    @hookimpl
+    def run_start(self, run):
+        self.events.append(("run_start", run))
+
+    @hookimpl
+    def train_progress(self, run, progress):
+        self.events.append(("train_progress", progress))
+
+    @hookimpl
+    def epoch_end(self, run, epoch):
+        self.events.append(("epoch_end", epoch))
+
+    @hookimpl
+    def run_end(self, run, record):
+        self.events.append(("run_end", record))
+
+    def of(self, name: str) -> list:
+        return [value for event, value in self.events if event == name]
+
+
+def test_hook_run_start(run):
+    observer = Observer()
+    record = run(observer, epochs=2)
+    (info,) = observer.of("run_start")
+    assert observer.events[0] == ("run_start", info)  # before any training
+    assert (info.recipe, info.dataset, info.device) == ("baseline", "synthetic", "cpu")
+    assert (info.train_size, info.test_size, info.steps_per_epoch, info.epochs) == (TRAIN, TEST, 10, 2)
+    assert info.run_id == record.run_id and info.hyperparameters["batch_size"] == BATCH
+
+
+def test_hook_train_progress(run):
+    observer = Observer()
+    run(observer, epochs=2, hyperparameters={"log_every": 4})
+    progress = observer.of("train_progress")
+    assert [(p.epoch, p.step) for p in progress] == [(e, s) for e in (1, 2) for s in (4, 8, 10)]
+    assert all(p.steps_per_epoch == 10 and p.images_seen == p.step * BATCH for p in progress)
+    assert [p.log_loss is not None for p in progress] == [True, True, False] * 2  # log_every windows
+    assert all(math.isfinite(p.running_loss) and p.elapsed_s > 0 for p in progress)
+
+
+def test_hook_epoch_end(run):
+    observer = Observer()
+    record = run(observer, epochs=2)
+    epochs = observer.of("epoch_end")
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert [e.mean_loss for e in epochs] == record.metrics.epoch_loss
+    assert [e.train_s for e in epochs] == record.timings.epoch_train_s
+    assert all(e.images == TRAIN for e in epochs)
+    names = [event for event, _ in observer.events]
+    assert names.index("epoch_end") > names.index("train_progress")  # after the epoch's steps
+
+
+def test_hook_run_end(run):
+    observer = Observer()
+    record = run(observer)
+    assert observer.events[-1] == ("run_end", record)  # last, with the finished record itself
+    (finished,) = observer.of("run_end")
+    assert finished is record and finished.metrics.test_accuracy is not None
