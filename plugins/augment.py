@@ -64,7 +64,10 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     cols = (shifts[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
     images = torch.arange(n, device=x.device)[:, None, None, None]
     channels = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[images, channels, rows, cols]
+    cropped = padded[images, channels, rows, cols]
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        cropped = cropped.contiguous(memory_format=torch.channels_last)  # keep --channels-last batches NHWC
+    return cropped
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
