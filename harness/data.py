@@ -78,7 +78,7 @@ def read_image_folder(path: str | os.PathLike, name: str = "cifar10") -> Dataset
             "every class needs a folder in both splits"
         )
     digest = hashlib.sha256()
-    for split, ds in splits.items():
+    for ds in splits.values():
         for file, label in ds.samples:
             st = os.stat(file)
             rel = os.path.relpath(file, root)
