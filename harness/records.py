@@ -17,8 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-#: Bumped whenever a field changes meaning or is removed (adding one is fine).
-SCHEMA_VERSION = 1
+#: Bumped whenever the layout changes; every older version has a migration below.
+#: 1: the first layout. 2: variant fields (precision, channels_last, compile,
+#: deterministic), memory, role/reference/timings_ratio, warm-up and per-epoch
+#: evaluation timings, epoch accuracy and time to target.
+SCHEMA_VERSION = 2
 
 #: What a run can end as. Only ``ok`` runs count in reports by default.
 STATUSES = ("ok", "skipped", "failed", "diverged", "interrupted")
@@ -144,7 +147,7 @@ def safe_name(name: str) -> str:
     Only letters, digits, ``.``, ``_`` and ``-`` survive, and no leading dot,
     so a name can never climb out of the results folder.
     """
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+|\.{2,}", "_", name).lstrip(".")
     return cleaned or "_"
 
 
@@ -178,8 +181,37 @@ class RecordError(ValueError):
     """A file that is not a readable run record; the message names the file."""
 
 
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 knew only fp32, contiguous, uncompiled, single runs: say so explicitly.
+    data = {**data}
+    for key, default in (("precision", "fp32"), ("channels_last", False), ("compile", False),
+                         ("deterministic", False), ("role", "candidate"), ("reference", None),
+                         ("timings_ratio", None)):  # fmt: skip
+        data.setdefault(key, default)
+    data.setdefault("memory", {"device_peak_bytes": None, "host_peak_rss_bytes": None})
+    # Sections of the wrong type are left for the reader to reject; a migration only adds.
+    if isinstance(data.get("timings"), dict):
+        data["timings"] = {"warmup_s": 0.0, "epoch_eval_s": 0.0, **data["timings"]}
+    if isinstance(data.get("metrics"), dict):
+        metrics = {"epoch_accuracy": [], "target_acc": None, "time_to_target_s": None, "diverged_at": None}
+        data["metrics"] = {**metrics, **data["metrics"]}
+    data["schema_version"] = 2
+    return data
+
+
+#: version -> function turning a record of that version into the next one.
+MIGRATIONS = {1: _v1_to_v2}
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a record of any older schema up to :data:`SCHEMA_VERSION`, one version at a time."""
+    while data["schema_version"] < SCHEMA_VERSION:
+        data = MIGRATIONS[data["schema_version"]](data)
+    return data
+
+
 def read_record(path: Path) -> dict[str, Any]:
-    """Load one record as a dict, refusing files that are not records of a known schema."""
+    """Load one record as a dict in the current schema, refusing files that are not records of a known schema."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -187,9 +219,11 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "schema_version" not in data:
         raise RecordError(f"{path}: not a cifar-bench run record (no schema_version)")
     version = data["schema_version"]
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < min(MIGRATIONS, default=1):
+        raise RecordError(f"{path}: schema_version {version!r} is not one cifar-bench ever wrote")
+    if version > SCHEMA_VERSION:
         raise RecordError(
             f"{path}: record schema_version {version!r} is newer than this cifar-bench "
             f"understands ({SCHEMA_VERSION}); upgrade cifar-bench to read it"
         )
-    return data
+    return migrate(data)

@@ -228,7 +228,7 @@ def test_a_newer_record_named_directly_is_bad_input(tmp_path, capsys):
 
 
 def test_an_older_record_missing_timings_compares_without_crashing(tmp_path, capsys):
-    old = {"schema_version": 0, "run_id": "old", "status": "ok", "recipe": "baseline", "device": "cpu"}
+    old = {"schema_version": 1, "run_id": "old", "status": "ok", "recipe": "baseline", "device": "cpu"}
     code = main(["compare", str(side(tmp_path / "a")), str(write(tmp_path / "b", old))])
     err = capsys.readouterr().err
     assert code == 2 and "no train s on the current side" in err

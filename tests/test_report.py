@@ -108,7 +108,7 @@ def test_missing_or_empty_paths_are_usage_errors(tmp_path, capsys, setup, messag
 
 def test_a_record_of_an_older_schema_reads_with_defaults(tmp_path):
     old = {
-        "schema_version": 0,
+        "schema_version": 1,
         "run_id": "old",
         "status": "ok",
         "recipe": "baseline",
