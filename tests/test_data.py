@@ -103,3 +103,20 @@ def test_balanced_subset_refuses_more_than_a_class_holds():
     labels = torch.tensor([0, 0, 0, 0, 1])
     with pytest.raises(DataError, match="class 1"):
         balanced_subset(labels, 4, 2)
+
+
+class Payload:
+    """Unpickling this would run code: a cache file must never be able to."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_cache_file_holding_code_is_refused_not_run(image_folder, tmp_path):
+    ds = read_image_folder(image_folder)
+    load_tensors(ds, tmp_path)
+    (cache_file,) = tmp_path.glob("*.pt")
+    torch.save({"format": 1, "payload": Payload()}, cache_file)
+    with pytest.warns(UserWarning, match="rebuilding"):
+        _, _, hit = load_tensors(ds, tmp_path)
+    assert not hit
