@@ -169,3 +169,15 @@ def test_any_json_file_reads_as_a_record_or_gets_the_clean_error(tmp_path, data)
         flatten(record, path)
     except RecordError as exc:
         assert "any.json" in str(exc)
+
+
+def test_every_test_named_in_the_reliability_table_exists():
+    """docs/reliability.md maps each case to a test; a renamed or deleted test must not leave a stale row."""
+    import re
+
+    text = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    named = re.findall(r"`(?:tests/)?(test_\w+\.py)::(test_\w+)", text)
+    assert len(named) >= 20
+    for file, name in named:
+        source = (Path(__file__).parent / file).read_text()
+        assert f"def {name}(" in source, f"docs/reliability.md names {file}::{name}, which does not exist"
