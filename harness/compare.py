@@ -425,6 +425,8 @@ def add_command(commands, plugin_flag) -> None:
 def cmd_compare(args) -> int:
     baseline = load_runs([args.baseline]).runs
     current = load_runs([args.current]).runs
+    if args.ratio:  # the reference runs are the yardstick, not what is being judged
+        baseline, current = baseline[baseline.role != "reference"], current[current.role != "reference"]
     settings = Settings(
         metric=args.metric,
         max_slowdown=args.max_slowdown,

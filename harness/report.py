@@ -33,6 +33,7 @@ VARIANT_DEFAULTS: dict[str, Any] = {
     "precision": "fp32",
     "channels_last": False,
     "compile": False,
+    "deterministic": False,
 }
 
 #: What a run is grouped by unless ``--group-by`` says otherwise.
@@ -128,6 +129,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "path": str(path),
         "schema_version": data.get("schema_version"),
         "status": status,
+        "role": data.get("role") if isinstance(data.get("role"), str) else "candidate",  # or "reference"
         "recipe": recipe,
         "device": device,
         **variant,
@@ -161,7 +163,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
 
 def variant_label(variant: Mapping[str, Any]) -> str:
     """``tensor fp32``, ``tensor bf16 channels_last compile`` ...: what changes how a run computes."""
-    flags = [name for name in ("channels_last", "compile") if variant.get(name)]
+    flags = [name for name in ("channels_last", "compile", "deterministic") if variant.get(name)]
     return " ".join([str(variant.get("loader")), str(variant.get("precision")), *flags])
 
 

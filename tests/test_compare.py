@@ -296,6 +296,17 @@ def test_ratio_gating_leaves_out_runs_without_a_reference_and_says_so(tmp_path, 
     assert "1 baseline run(s) without train s / reference left out" in pair["reasons"]
 
 
+def test_ratio_gating_judges_the_candidates_not_the_reference_runs(tmp_path, capsys):
+    ratios = [1.0, 1.01, 0.99, 1.02, 0.98]
+    references = [record("ref", train_s=t, role="reference") for t in STEADY]
+    base = write(tmp_path / "a", *with_reference(STEADY, ratios), *references)
+    cur = write(tmp_path / "b", *with_reference(STEADY, ratios), *references)
+    code, report, _ = compare(tmp_path, base, cur, "--ratio", capsys=capsys)
+    assert code == 0 and [p["recipe"] for p in report["pairs"]] == ["baseline"]
+    code, report, _ = compare(tmp_path, base, cur, capsys=capsys)
+    assert code == 0 and [p["recipe"] for p in report["pairs"]] == ["baseline", "ref"]  # in seconds, both
+
+
 def test_ratio_gating_without_reference_records_is_bad_input(tmp_path, capsys):
     code = main(["compare", str(side(tmp_path / "a")), str(side(tmp_path / "b")), "--ratio"])
     err = capsys.readouterr().err

@@ -124,6 +124,17 @@ def test_a_record_of_an_older_schema_reads_with_defaults(tmp_path):
     assert "tensor fp32" in render(summarize(runs), "text")
 
 
+def test_a_record_written_by_the_first_schema_reads_and_reports(tmp_path, capsys):
+    """tests/data/record_v1.json is a real file from the first record layout."""
+    v1 = Path(__file__).parent / "data" / "record_v1.json"
+    row = load_runs([v1]).runs.iloc[0]
+    assert row["schema_version"] == 2  # migrated on reading
+    assert row["variant"] == "tensor fp32" and row["role"] == "candidate"
+    assert row["train_s"] > 0 and 0 <= row["test_accuracy"] <= 1
+    code, out, _ = run_cli("report", v1, "--format", "csv", capsys=capsys)
+    assert code == 0 and pd.read_csv(io.StringIO(out))["runs"].tolist() == [1]
+
+
 def test_a_record_without_recipe_is_reported_not_crashed_on(tmp_path, capsys):
     folder = write(tmp_path, record(), {"schema_version": 1, "run_id": "x", "status": "ok"})
     assert len(load_runs([folder]).runs) == 1
@@ -137,12 +148,14 @@ def test_variant_fields_split_groups_and_default_when_absent(tmp_path):
         record(precision="fp32", channels_last=False, compile=False),  # the defaults, spelled out
         record(precision="bf16", channels_last=True),
         record(precision="bf16", channels_last=True, compile=True),
+        record(deterministic=True),
     )
     table = summarize(load_runs([folder]).runs)
     assert dict(zip(table["variant"], table["runs"], strict=True)) == {
         "tensor fp32": 2,
         "tensor bf16 channels_last": 1,
         "tensor bf16 channels_last compile": 1,
+        "tensor fp32 deterministic": 1,
     }
 
 
