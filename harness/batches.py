@@ -20,6 +20,7 @@ import torch
 from torchvision import transforms
 
 from .data import TensorSplit
+from .distributed import SINGLE, World
 
 LOADERS = ("tensor", "dataloader")
 
@@ -38,19 +39,35 @@ def normalize_split(
 
 
 class TensorBatches:
-    """Shuffled batches from a device-resident split (the ``tensor`` loader)."""
+    """Shuffled batches from a device-resident split (the ``tensor`` loader).
 
-    def __init__(self, split: TensorSplit, batch_size: int, generator: torch.Generator) -> None:
-        self.split, self.batch_size, self.generator = split, batch_size, generator
+    ``batch_size`` is the global batch; in a data-parallel run each rank
+    yields its own block of every global batch (see :mod:`.distributed`).
+    """
+
+    def __init__(self, split: TensorSplit, batch_size: int, generator: torch.Generator, world: World = SINGLE) -> None:
+        self.split, self.batch_size, self.generator, self.world = split, batch_size, generator, world
+
+    def batch_sizes(self) -> list[int]:
+        """The sizes of this rank's batches: full ones, then a smaller last one, as DataLoader does.
+
+        In a data-parallel run the last one shrinks to what splits evenly among the ranks, or goes.
+        """
+        full, rest = divmod(len(self.split), self.batch_size)
+        last = len(self.world.shard_batch(torch.arange(rest)))
+        return [self.batch_size // self.world.size] * (full > 0) + [last] * (last > 0)
 
     def __len__(self) -> int:
-        return -(-len(self.split) // self.batch_size)  # the last, smaller batch is kept, as DataLoader does
+        full, rest = divmod(len(self.split), self.batch_size)
+        return full + (len(self.world.shard_batch(torch.arange(rest))) > 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         images, labels = self.split.images, self.split.labels
         order = torch.randperm(len(labels), generator=self.generator).to(images.device)
         for batch in order.split(self.batch_size):
-            yield images[batch], labels[batch]
+            batch = self.world.shard_batch(batch)  # the whole batch in a single process
+            if len(batch):
+                yield images[batch], labels[batch]
 
 
 class _ToTensorNormalize:
@@ -90,12 +107,19 @@ class LoaderBatches:
         shuffle: bool,
         generator: torch.Generator | None = None,
         num_workers: int = 2,  # the tutorial's
+        world: World = SINGLE,
+        seed: int = 0,
     ) -> None:
         self.device, self.memory_format = device, memory_format
+        data = _Transformed(dataset, indices, _ToTensorNormalize(normalize))
+        # A data-parallel run shuffles with a DistributedSampler: each rank its share of one permutation.
+        self.sampler = world.sampler(data, seed) if shuffle else None
+        self.epoch = 0
         self.loader = torch.utils.data.DataLoader(
-            _Transformed(dataset, indices, _ToTensorNormalize(normalize)),
+            data,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and self.sampler is None,
+            sampler=self.sampler,
             generator=generator,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
@@ -106,6 +130,9 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.sampler is not None:  # a new permutation each epoch, the same on every rank
+            self.sampler.set_epoch(self.epoch)
+            self.epoch += 1
         for images, labels in self.loader:
             images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             yield images, labels.to(self.device, non_blocking=True)

@@ -8,7 +8,9 @@ shows the full Python traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -19,7 +21,7 @@ import pandas as pd
 import torch
 from tabulate import tabulate
 
-from . import __version__, manager
+from . import __version__, distributed, manager
 from .components import DataSource
 from .console import Console
 from .data import default_cache_dir
@@ -27,7 +29,7 @@ from .devices import parse_devices
 from .errors import RunFailed, UsageError
 from .records import RunRecord, write_record
 from .registry import collect
-from .runner import RunConfig, Session
+from .runner import RunConfig, Session, resolve_hyperparameters
 from .variants import PRECISIONS, Variant
 
 
@@ -123,6 +125,10 @@ def build_parser() -> Parser:
                      help="interleave RECIPE with each run; store time ratios to it (noise-aware gating)")  # fmt: skip
     for kind in COMPONENT_FLAGS:
         run.add_argument(f"--{kind}", dest=f"component_{kind}", metavar="NAME", help=f"override the recipe's {kind}")
+    run.add_argument("--nproc", type=_positive_int, metavar="N",
+                     help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
+    run.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
+                     help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
     _plugin_flag(run, "plugins_sub")
     run.set_defaults(func=cmd_run)
 
@@ -145,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback = "--traceback" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv  # for a command that starts itself again (run --nproc)
         return args.func(args)
     except (UsageError, RunFailed) as exc:
         if traceback:
@@ -168,10 +175,44 @@ def _load(args) -> tuple[manager.Plugins, Session]:
 
 
 def cmd_run(args) -> int:
-    plugins, session = _load(args)
-    plugins.check_broken()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    """Runs in this process; ``--nproc N`` starts N ranks under torchrun, and a rank under torchrun joins them."""
+    if not distributed.launched_by_torchrun():
+        return launch_run(args) if args.nproc is not None else run_runs(args)
+    world = distributed.init(parse_devices(args.device), args.dist_timeout)
+    try:
+        if args.nproc is not None and args.nproc != world.size:
+            raise UsageError(f"--nproc {args.nproc} under a torchrun of {world.size} processes: leave --nproc out")
+        with contextlib.nullcontext() if world.main else contextlib.redirect_stdout(io.StringIO()):
+            return run_runs(args)  # only rank 0 speaks
+    except Exception as exc:
+        raise distributed.rank_failure(world, exc, traceback=args.traceback) from exc
+    finally:
+        distributed.shutdown()
+
+
+def launch_run(args) -> int:
+    """``run --nproc N``: check what can be checked here, then this same command as N ranks under torchrun."""
+    devices = parse_devices(args.device)
+    if len(devices) != 1:
+        raise UsageError(f"--nproc runs on one device, got {args.device}")
+    distributed.backend_for(devices[0])
+    if devices[0] == "cuda" and torch.cuda.device_count() < args.nproc:
+        raise UsageError(f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has {torch.cuda.device_count()}")
+    _, session = _load(args)
+    runs = [(args.recipe, run_config(args).hyperparameters)]
+    if args.reference:  # the reference keeps its own batch size (see run_runs)
+        runs.append((args.reference, {"epochs": args.epochs} if args.epochs is not None else {}))
+    for recipe, overrides in runs:
+        hp = resolve_hyperparameters(session.registry.recipe(recipe), overrides)
+        distributed.World(size=args.nproc).per_rank_batch(hp["batch_size"])
+    code, error = distributed.launch(getattr(args, "argv", None) or sys.argv[1:], args.nproc)
+    if error:
+        raise (UsageError if code == UsageError.exit_code else RunFailed)(error)
+    return code
+
+
+def run_config(args) -> RunConfig:
+    """The run that ``run``'s flags describe (device, seed and repeat are set per run)."""
     overrides = dict(args.settings)
     for key in ("epochs", "batch_size"):
         if getattr(args, key) is not None:
@@ -179,7 +220,7 @@ def cmd_run(args) -> int:
     components = {
         kind: getattr(args, f"component_{kind}") for kind in COMPONENT_FLAGS if getattr(args, f"component_{kind}")
     }
-    base = RunConfig(
+    return RunConfig(
         recipe=args.recipe,
         seed=args.seed,
         loader=args.loader,
@@ -195,12 +236,22 @@ def cmd_run(args) -> int:
         stop_at_target=args.stop_at_target,
         deterministic=args.deterministic,
     )
+
+
+def run_runs(args) -> int:
+    """The runs ``run`` asked for, devices x repeats, each with its reference if one is given."""
+    plugins, session = _load(args)
+    plugins.check_broken()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    base = run_config(args)
+    world = distributed.current()
     # The reference shares the candidate's data, device, variant, seed and length, not its recipe changes.
     reference = None
     if args.reference:
         length = {"epochs": args.epochs} if args.epochs is not None else {}
         reference = replace(base, recipe=args.reference, components={}, hyperparameters=length)
-    manager.register_inline(plugins, Console(progress=not args.quiet), "console")
+    manager.register_inline(plugins, Console(progress=not args.quiet and world.main), "console")
 
     records: list[RunRecord] = []
     for device in parse_devices(args.device):
@@ -210,12 +261,13 @@ def cmd_run(args) -> int:
                 ref = session.run(replace(reference, device=device, seed=args.seed + repeat, repeat=repeat))
                 ref.role = "reference"
                 records.append(ref)
-                write_record(ref, args.results_dir)
+                if world.main:  # rank 0 writes for all ranks
+                    write_record(ref, args.results_dir)
             record = session.run(replace(base, device=device, seed=args.seed + repeat, repeat=repeat))
             if ref is not None and ref.status == record.status == "ok":
                 link_reference(record, ref)
             records.append(record)
-            path = write_record(record, args.results_dir)
+            path = write_record(record, args.results_dir) if world.main else None
             if not args.quiet or args.repeats == 1:
                 print(f"record: {path}")
             if "interrupted" in (record.status, ref.status if ref else None):

@@ -124,6 +124,9 @@ class RunRecord:
     reference: dict[str, Any] | None = None  # {"recipe", "run_id", "train_s", "total_s"} of that reference
     timings_ratio: dict[str, float] | None = None  # {"train_s", "total_s"}: this run / its reference
     schema_version: int = SCHEMA_VERSION
+    # {"world_size", "backend", "global_batch_size", "per_rank_batch_size", "dropped_per_epoch",
+    # "padded_per_epoch"} of a data-parallel run (see distributed.py); None for one process.
+    distributed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import devices, environment
+from . import devices, distributed, environment
 from .batches import LOADERS, LoaderBatches, TensorBatches, normalize_split
 from .components import Dataset, DataSource, Recipe, Transform
 from .data import TensorSplit, balanced_subset, default_cache_dir, load_tensors
@@ -106,6 +106,7 @@ class _Progress:
     data: PreparedData | None = None
     correct: torch.Tensor | None = None  # per class, from the final evaluation
     total: torch.Tensor | None = None
+    distributed: dict[str, Any] | None = None  # how a data-parallel run was split; None in one process
 
 
 def resolve_hyperparameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,7 +139,9 @@ class Session:
         if config.target_acc is not None and not 0 < config.target_acc <= 1:
             raise UsageError(f"--target-acc is a fraction of the test set, 0..1; got {config.target_acc}")
         entries = self._components(recipe, config)
-        device = torch.device(config.device)
+        world = distributed.current()
+        world.per_rank_batch(hp["batch_size"])  # refuses a global batch the ranks cannot share evenly
+        device = torch.device(world.device_for(config.device))
         skip = devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device)
         run_id = new_run_id(recipe.name, config.device)
         progress = _Progress(PhaseTimer(lambda: devices.synchronize(device)))
@@ -151,7 +154,7 @@ class Session:
             return record("skipped", skip)
         try:
             torch.use_deterministic_algorithms(config.deterministic)
-            self._train_and_evaluate(config, hp, entries, device, run_id, recipe, progress)
+            self._train_and_evaluate(config, hp, entries, device, run_id, recipe, progress, world)
         except Diverged as exc:
             result = record("diverged", str(exc))
             result.metrics.diverged_at = {"epoch": exc.epoch, "step": exc.step}
@@ -160,6 +163,8 @@ class Session:
         except (UsageError, PluginError):
             raise  # bad input: the whole command stops with exit code 2
         except Exception as exc:  # out of memory, a kernel the device lacks ...
+            if world.distributed:
+                raise  # this rank must end now, or the others wait for it in their next collective
             result = record("failed", f"{type(exc).__name__}: {_first_line(exc)}")
         else:
             result = record("ok")
@@ -167,7 +172,7 @@ class Session:
             self.plugins.hook.run_end(run=progress.info, record=result)
         return result
 
-    def _train_and_evaluate(self, config, hp, entries, device, run_id, recipe, progress: _Progress) -> None:
+    def _train_and_evaluate(self, config, hp, entries, device, run_id, recipe, progress: _Progress, world) -> None:
         timer, variant = progress.timer, config.variant
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -184,13 +189,15 @@ class Session:
                 model = model.to(memory_format=torch.channels_last)
             optimizer = _build(entries["optimizer"], torch.optim.Optimizer, hp, model.parameters())
             shuffle = torch.Generator().manual_seed(config.seed)  # batch order
-            augment_rng = torch.Generator(device=device).manual_seed(config.seed)
-            train_batches, test_batches = self._batches(data, transform, hp, device, config.loader, variant, shuffle)
+            # Ranks augment independently (rank 0 as a single process would), but shuffle alike.
+            augment_rng = torch.Generator(device=device).manual_seed(config.seed + world.rank)
+            train_batches, test_batches = self._batches(data, transform, hp, device, config, shuffle, world)
+            progress.distributed = world.describe(hp["batch_size"], len(data.train_indices), config.loader)
             scheduler = self._scheduler(entries, optimizer, hp, len(train_batches))
-            step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng)
+            step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng, world)
 
         with timer.phase("warmup"):  # torch.compile compiles here, never inside train time
-            step.warm_up(_warmup_batches(train_batches, hp["batch_size"]), _warmup_batches(test_batches))
+            step.warm_up(_warmup_batches(train_batches), _warmup_batches(test_batches))
 
         info = progress.info = RunInfo(
             run_id=run_id,
@@ -218,6 +225,7 @@ class Session:
                 )  # fmt: skip
                 if scheduler is not None and step_scheduler is None:
                     scheduler.step()
+            mean_loss = world.mean(mean_loss)  # over every rank's batches: what one process would report
             progress.epoch_loss.append(mean_loss)
             progress.epoch_seconds.append(timer.seconds["train"] - before)
             progress.images_trained += info.train_size
@@ -275,20 +283,22 @@ class Session:
         return self._data[key]
 
     @staticmethod
-    def _batches(data: PreparedData, transform: Transform, hp, device, loader: str, variant: Variant, shuffle):
-        memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
-        if loader == "tensor":
+    def _batches(data: PreparedData, transform: Transform, hp, device, config: RunConfig, shuffle, world):
+        memory_format = torch.channels_last if config.variant.channels_last else torch.contiguous_format
+        test_indices = world.shard_test(data.test_indices)  # each rank evaluates its share; counts are summed
+        if config.loader == "tensor":
             train = normalize_split(data.train.subset(data.train_indices), transform.normalize, device, memory_format)
-            test = normalize_split(data.test.subset(data.test_indices), transform.normalize, device, memory_format)
+            test = normalize_split(data.test.subset(test_indices), transform.normalize, device, memory_format)
             size = hp["eval_batch_size"]
             return (
-                TensorBatches(train, hp["batch_size"], shuffle),
+                TensorBatches(train, hp["batch_size"], shuffle, world),
                 list(zip(test.images.split(size), test.labels.split(size), strict=True)),
             )
         return (
-            LoaderBatches(data.dataset.train, data.train_indices, transform.normalize, hp["batch_size"],
-                          device, memory_format, shuffle=True, generator=shuffle),
-            LoaderBatches(data.dataset.test, data.test_indices, transform.normalize, hp["eval_batch_size"],
+            LoaderBatches(data.dataset.train, data.train_indices, transform.normalize,
+                          world.per_rank_batch(hp["batch_size"]), device, memory_format, shuffle=True,
+                          generator=shuffle, world=world, seed=config.seed),
+            LoaderBatches(data.dataset.test, test_indices, transform.normalize, hp["eval_batch_size"],
                           device, memory_format, shuffle=False),
         )  # fmt: skip
 
@@ -367,6 +377,7 @@ class Session:
                 eval_img_s=len(data.test_indices) / eval_s if eval_s and data else 0.0,
             ),
             memory=_memory(device) if not skip else Memory(),
+            distributed=progress.distributed,
         )
 
 
@@ -377,8 +388,12 @@ class TrainStep:
     variant plumbing lives in one place.
     """
 
-    def __init__(self, model, loss_fn, optimizer, variant: Variant, device, augment, augment_rng) -> None:
+    def __init__(self, model, loss_fn, optimizer, variant: Variant, device, augment, augment_rng,
+                 world: distributed.World = distributed.SINGLE) -> None:  # fmt: skip
         self.model = torch.compile(model) if variant.compile else model
+        # Training steps go through DistributedDataParallel in a data-parallel run (its backward averages
+        # gradients over ranks); evaluation and state use the model itself, which needs no other rank.
+        self.train_model = world.wrap(self.model, device)
         self.loss_fn, self.optimizer, self.device = loss_fn, optimizer, device
         self.augment, self.augment_rng = augment, augment_rng
         self.autocast = variant.autocast(device)
@@ -390,7 +405,7 @@ class TrainStep:
             x = self.augment(x, self.augment_rng)
         self.optimizer.zero_grad()
         with self.autocast:
-            loss = self.loss_fn(self.model(x), y)
+            loss = self.loss_fn(self.train_model(x), y)
         if self.scaler is None:
             loss.backward()
             self.optimizer.step()
@@ -432,7 +447,7 @@ class TrainStep:
         self.optimizer.zero_grad()
 
 
-def _warmup_batches(batches, batch_size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _warmup_batches(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One batch of each shape a phase will see (a full one, and a smaller last one).
 
     The DataLoader path gives its first batch only: walking a loader to find
@@ -440,10 +455,7 @@ def _warmup_batches(batches, batch_size: int | None = None) -> list[tuple[torch.
     """
     if isinstance(batches, TensorBatches):
         images, labels = batches.split.images, batches.split.labels
-        n, shapes = len(labels), [min(batch_size, len(labels))]
-        if n % batch_size and n > batch_size:
-            shapes.append(n % batch_size)
-        return [(images[:k], labels[:k]) for k in shapes]
+        return [(images[:k], labels[:k]) for k in batches.batch_sizes()]
     if isinstance(batches, list):
         shapes: dict[torch.Size, tuple] = {}
         for x, y in batches:
@@ -532,7 +544,9 @@ def train_epoch(step: TrainStep, batches, scheduler, *, epoch: int, log_every: i
 
 
 def evaluate(model, batches, num_classes: int, variant: Variant, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class ``(correct, total)`` counts over the test batches."""
+    """Per-class ``(correct, total)`` counts over the test batches (over every rank's share of them)."""
+    world = distributed.current()
+    world.broadcast_buffers(model)  # BatchNorm statistics differ by rank: all evaluate rank 0's
     model.eval()
     correct = torch.zeros(num_classes, dtype=torch.int64, device=device)
     total = torch.zeros(num_classes, dtype=torch.int64, device=device)
@@ -541,4 +555,4 @@ def evaluate(model, batches, num_classes: int, variant: Variant, device) -> tupl
             predicted = model(x).argmax(dim=1)
             total += torch.bincount(y, minlength=num_classes)
             correct += torch.bincount(y[predicted == y], minlength=num_classes)
-    return correct.cpu(), total.cpu()
+    return world.sum(correct).cpu(), world.sum(total).cpu()
