@@ -13,9 +13,10 @@ import importlib
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -129,6 +130,7 @@ def build_parser() -> Parser:
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
     run.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
+    run.add_argument("--suite-key", help=argparse.SUPPRESS)  # set by 'suite': stored in the record
     _plugin_flag(run, "plugins_sub")
     run.set_defaults(func=cmd_run)
 
@@ -143,7 +145,7 @@ def build_parser() -> Parser:
 
 
 #: Modules that add a subcommand; imported when the parser is built.
-COMMAND_MODULES: tuple[str, ...] = ("report", "compare", "plot", "plugin_list")
+COMMAND_MODULES: tuple[str, ...] = ("report", "compare", "plot", "plugin_list", "suite")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,6 +269,7 @@ def run_runs(args) -> int:
             if ref is not None and ref.status == record.status == "ok":
                 link_reference(record, ref)
             records.append(record)
+            record.suite_key = args.suite_key
             path = write_record(record, args.results_dir) if world.main else None
             if not args.quiet or args.repeats == 1:
                 print(f"record: {path}")
@@ -297,26 +300,31 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def run_table(records: list[RunRecord]) -> str:
-    """Median [IQR] per recipe, device and variant; runs that did not finish, with their reason."""
+def run_table(records: Sequence[RunRecord | Mapping[str, Any]], settings: Sequence[str] | None = None) -> str:
+    """Median [IQR] per recipe, device and variant; runs that did not finish, with their reason.
+
+    ``records`` are records or their dicts (as read back from files); ``settings``, one label per record,
+    also splits the groups (a suite's runs of one recipe may differ in more than device and variant).
+    """
     from .report import MEASURES, flatten, summarize
 
-    runs = pd.DataFrame([flatten(r.to_dict(), Path(r.run_id)) for r in records])
+    dicts = [r.to_dict() if isinstance(r, RunRecord) else r for r in records]
+    runs = pd.DataFrame([flatten(r, Path(str(r.get("run_id")))) for r in dicts])
+    keys = ["recipe", "device", "variant", *(["setting"] if settings is not None else [])]
+    if settings is not None:
+        runs["setting"] = list(settings)
     rows = []
     ok = runs[runs["status"] == "ok"]
     if len(ok):
-        for _, group in summarize(ok).iterrows():
-            row = {k: group[k] for k in ("recipe", "device", "variant", "runs")}
+        for _, group in summarize(ok, keys).iterrows():
+            row = {k: group[k] for k in (*keys, "runs")}
             row["status"] = "ok"
             for label in MEASURES.values():
                 spread = f" [{_number(group[label + ' IQR'])}]" if group["runs"] > 1 else ""
                 row[label] = f"{_number(group[label])}{spread}"
             rows.append(row)
     for _, run in runs[runs["status"] != "ok"].iterrows():
-        rows.append(
-            {k: run[k] for k in ("recipe", "device", "variant")}
-            | {"runs": 1, "status": f"{run['status']}: {run['error']}"}
-        )
+        rows.append({k: run[k] for k in keys} | {"runs": 1, "status": f"{run['status']}: {run['error']}"})
     note = "median [IQR] over repeats" if any(r.get("runs", 1) > 1 for r in rows) else ""
     return tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True) + (f"\n({note})" if note else "")
 

@@ -127,6 +127,7 @@ class RunRecord:
     # {"world_size", "backend", "global_batch_size", "per_rank_batch_size", "dropped_per_epoch",
     # "padded_per_epoch"} of a data-parallel run (see distributed.py); None for one process.
     distributed: dict[str, Any] | None = None
+    suite_key: str | None = None  # which run of a suite this is (see suite.py); lets a suite resume
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
