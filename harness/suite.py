@@ -52,7 +52,7 @@ from tabulate import tabulate
 from . import distributed, environment, manager
 from .batches import LOADERS
 from .console import Console
-from .devices import parse_devices
+from .devices import parse_devices, unavailable_reason
 from .errors import PluginError, UsageError, unknown_name
 from .records import (
     Metrics,
@@ -302,6 +302,9 @@ def validate(suite: Suite, registry) -> None:
 
     Resolves each run's hyperparameters on the way (kept for records of runs that cannot start).
     """
+    from . import cli  # cli imports this module when it builds its parser
+
+    parser = cli.build_parser()
     for i, run in enumerate(suite.runs):
         overrides = {**run.options.get("set", {})}
         for key in ("epochs", "batch_size"):
@@ -311,6 +314,7 @@ def validate(suite: Suite, registry) -> None:
             for kind, name in run.options.get("components", {}).items():
                 registry.get(kind, name)
             hp = resolve_hyperparameters(registry.recipe(run.recipe), overrides)
+            parser.parse_args(run.argv(Path("results"), quiet=True))  # as each run will be started
             if "nproc" in run.options:
                 distributed.backend_for(run.device)
                 distributed.World(size=run.options["nproc"]).per_rank_batch(hp["batch_size"])
@@ -448,7 +452,7 @@ def cmd_suite(args) -> int:
         eta = f", about {_duration((time.perf_counter() - start) / ran * left)} left" if ran else ""
         print(f"{name}: running ({left} to run{eta})", flush=True)
         argv = [*plugin_args, *run.argv(results_dir, quiet=args.quiet)]
-        if "nproc" in run.options:
+        if "nproc" in run.options and unavailable_reason(run.device) is None:
             status = _run_distributed(run, argv, results_dir)
         else:
             torch.set_num_threads(run.options.get("threads", default_threads))
@@ -472,7 +476,10 @@ def cmd_suite(args) -> int:
 
 
 def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str:
-    """One run in this process, through ``run``'s own flags and the suite's session; returns its status."""
+    """One run in this process, through ``run``'s own flags and the suite's session; returns its status.
+
+    (A data-parallel run whose device is missing comes here too, to be recorded as skipped.)
+    """
     from . import cli
 
     started_at, start = utc_now(), time.perf_counter()

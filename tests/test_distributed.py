@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -89,10 +88,8 @@ def test_a_rank_that_raises_fails_the_command_with_its_error(tmp_path):
         "    if int(os.environ['RANK']) == 1:\n"
         "        raise RuntimeError('rank 1 gave up')\n"
     )
-    start = time.monotonic()
     done = cifar_bench("run", "baseline", "-p", plugin, *SMALL, "--nproc", "2", "--results-dir", tmp_path / "r")
-    assert done.returncode == 1, done.stderr[-2000:]
-    assert time.monotonic() - start < TIMEOUT_S  # ended by the failure, not by a collective's timeout
+    assert done.returncode == 1, done.stderr[-2000:]  # and within TIMEOUT_S, or cifar_bench() raised
     assert "cifar-bench: error: rank 1 of 2 failed: RuntimeError: rank 1 gave up" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").iterdir())
