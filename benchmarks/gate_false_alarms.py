@@ -4,8 +4,16 @@ Runs N comparisons of identical code (baseline against baseline) and N of a
 planted slowdown (baseline against ``net_slow`` from ``slow_plugin.py``,
 15% slower per training step), each with R short runs a side, and gates
 each with the real command (``cifar-bench compare``, default thresholds:
-10% and significance). Target: at most one false regression among the
-identical comparisons, at least N-1 of the slowdowns caught.
+10% and significance). Targets, one in twenty each way: at most N/20 false
+regressions among the identical comparisons (1 of 20), and at least 95% of
+the slowdowns caught (19 of 20).
+
+What a gate can resolve depends on the machine's run-to-run noise, which
+the script prints (IQR / median of a side's times). A 15% slowdown against
+a 10% threshold leaves a 5% margin: with a few percent of noise, 5 runs a
+side find it every time; with 20% (a 2-core machine whose neighbours keep
+both cores busy), no handful of runs can, and the gate then says "slower,
+not significant" rather than crying wolf.
 
 Short runs on the synthetic set, in one process (no start-up cost per
 run). The two sides of a comparison run interleaved, A B B A A B ..., as the
@@ -26,6 +34,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import platform
 import statistics
@@ -56,7 +65,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads [1]")
     parser.add_argument("--order", choices=("interleaved", "sequential"), default="interleaved",
                         help="interleaved: A B B A ...; sequential: all of A, then all of B [interleaved]")  # fmt: skip
-    parser.add_argument("--max-false", type=int, default=1, help="false regressions allowed [1]")
     return parser.parse_args(argv)
 
 
@@ -124,11 +132,14 @@ def main(argv: list[str] | None = None) -> int:
                 pair = report["pairs"][0] if report.get("pairs") else {}
                 decision = pair.get("decision") or {}
                 estimate = decision.get("estimate") or {}
-                planted = statistics.median(train_seconds(current)) / statistics.median(train_seconds(base))
-                results[kind].append({"code": code, "ratio": estimate.get("ratio"), "planted": planted})
+                base_s, current_s = train_seconds(base), train_seconds(current)
+                planted = statistics.median(current_s) / statistics.median(base_s)
+                noise = _spread(base_s)
+                results[kind].append({"code": code, "ratio": estimate.get("ratio"), "planted": planted, "noise": noise})
                 rows.append({
                     "kind": kind,
                     "#": n + 1,
+                    "base IQR/median": f"{noise:.1%}",
                     "median ratio": f"{planted:.3f}",
                     "HL ratio": _fmt(estimate.get("ratio"), ".3f"),
                     "90% CI": f"{_fmt(estimate.get('low'), '.3f')}–{_fmt(estimate.get('high'), '.3f')}",
@@ -153,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.repeats} runs a side, {args.order} sides; {elapsed / 60:.1f} min")  # fmt: skip
     slowed = statistics.median(r["planted"] for r in results["slowed"])
     identical = statistics.median(r["planted"] for r in results["identical"])
+    noise = statistics.median(r["noise"] for kind in results.values() for r in kind)
+    print(f"run-to-run noise: IQR / median of a side's train times, median over comparisons: {noise:.1%}")
     print(f"median train-time ratio: identical {identical:.3f}, planted slowdown {slowed:.3f} "
           f"(target {1 + args.slowdown:.2f})")  # fmt: skip
     print(f"false regressions (identical code): {false_alarms} of {args.comparisons} "
@@ -160,9 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"planted {args.slowdown:.0%} slowdown reported as a regression: {caught} of {args.comparisons}")
     if errors:
         print(f"compare failed with bad input {errors} time(s)")
-    met = false_alarms <= args.max_false and caught >= args.comparisons - args.max_false and not errors
+    # The targets, 1 in 20 each way: at most 5% false regressions, at least 95% of slowdowns caught.
+    met = false_alarms <= args.comparisons // 20 and caught >= math.ceil(0.95 * args.comparisons) and not errors
     print("targets met" if met else "targets NOT met")
     return 0 if met else 1
+
+
+def _spread(values: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (0.0, 0.0, 0.0)
+    return (q3 - q1) / statistics.median(values)
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -3,14 +3,17 @@
 Load it with ``-p benchmarks/slow_plugin.py`` and pick its model with
 ``--model net_slow``; ``--set slowdown=0.3`` plants a different size.
 
-The slowdown is relative, not a fixed sleep: before each training forward
-pass, the model busy-waits for ``slowdown`` times the work done since the
-previous one (the whole previous step: forward, backward, optimizer). On a
-shared machine, where a step's time drifts with the neighbours' load, a
-fixed sleep would be 15% at one moment and 8% the next; this stays 15% of
-whatever a step costs now. It waits by spinning on the clock rather than
-with ``time.sleep``, whose wake-up overshoot (tens of microseconds) would be
-a large share of a two-millisecond step. Evaluation is not slowed.
+The slowdown is extra compute, not a sleep: before each training forward
+pass, the model spins for ``slowdown`` times the CPU time its thread spent
+since the previous one (the whole previous step: forward, backward,
+optimizer). Measured in CPU time, the spin behaves like real work on a
+shared machine: when neighbours take half the CPU, the step and the spin
+both take twice as long, so the run stays 15% slower. A fixed
+``time.sleep`` would be 15% when the machine is quiet and 8% when it is
+busy; a spin measured in wall time would grow whenever the spin itself is
+preempted. It assumes torch computes on the calling thread (one intra-op
+thread, as ``benchmarks/gate_false_alarms.py`` sets). Evaluation is not
+slowed.
 """
 
 from __future__ import annotations
@@ -30,18 +33,17 @@ class SlowNet(Net):
         super().__init__(num_classes)
         self.slowdown = slowdown
         self._last_start: float | None = None
-        self._last_wait = 0.0
+        self._last_spin = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            now = time.perf_counter()
-            wait = 0.0
+            now = time.thread_time()
+            spin = 0.0
             if self._last_start is not None:
-                wait = self.slowdown * max(0.0, now - self._last_start - self._last_wait)
-                deadline = now + wait
-                while time.perf_counter() < deadline:
+                spin = self.slowdown * max(0.0, now - self._last_start - self._last_spin)
+                while time.thread_time() < now + spin:
                     pass
-            self._last_start, self._last_wait = now, wait
+            self._last_start, self._last_spin = now, spin
         return super().forward(x)
 
     def train(self, mode: bool = True) -> SlowNet:
