@@ -20,22 +20,17 @@ from cifar_bench.runner import RunConfig, Session
 TRAIN, TEST, BATCH = 200, 50, 20  # images, images, images per step: 10 steps an epoch
 
 
-@pytest.fixture(autouse=True)
-def no_installed_plugins(monkeypatch):
-    monkeypatch.setenv(manager.AUTOLOAD_ENV, "1")
-
-
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def run(cache_dir):
     """Run a recipe with the built-in plugins plus ``probe``, registered as plugin 'probe'."""
 
     def run_with(probe: object, recipe: str = "baseline", epochs: int = 1, **config):
-        plugins = manager.build()
+        plugins = manager.build(autoload=False)  # no installed plugin takes part
         manager.register_inline(plugins, probe, "probe")
         session = Session(plugins, collect(plugins.pm))
         config.setdefault("dataset", "synthetic")
@@ -221,9 +216,16 @@ class Observer:
         return [value for event, value in self.events if event == name]
 
 
-def test_hook_run_start(run):
+@pytest.fixture(scope="module")
+def observed(run):
+    """One two-epoch run watched by an Observer: the lifecycle tests below each check their hook."""
     observer = Observer()
-    record = run(observer, epochs=2)
+    record = run(observer, epochs=2, hyperparameters={"log_every": 4})
+    return observer, record
+
+
+def test_hook_run_start(observed):
+    observer, record = observed
     (info,) = observer.of("run_start")
     assert observer.events[0] == ("run_start", info)  # before any training
     assert (info.recipe, info.dataset, info.device) == ("baseline", "synthetic", "cpu")
@@ -231,9 +233,8 @@ def test_hook_run_start(run):
     assert info.run_id == record.run_id and info.hyperparameters["batch_size"] == BATCH
 
 
-def test_hook_train_progress(run):
-    observer = Observer()
-    run(observer, epochs=2, hyperparameters={"log_every": 4})
+def test_hook_train_progress(observed):
+    observer, _ = observed
     progress = observer.of("train_progress")
     assert [(p.epoch, p.step) for p in progress] == [(e, s) for e in (1, 2) for s in (4, 8, 10)]
     assert all(p.steps_per_epoch == 10 and p.images_seen == p.step * BATCH for p in progress)
@@ -241,21 +242,19 @@ def test_hook_train_progress(run):
     assert all(math.isfinite(p.running_loss) and p.elapsed_s > 0 for p in progress)
 
 
-def test_hook_epoch_end(run):
-    observer = Observer()
-    record = run(observer, epochs=2)
+def test_hook_epoch_end(observed):
+    observer, record = observed
     epochs = observer.of("epoch_end")
     assert [e.epoch for e in epochs] == [1, 2]
     assert [e.mean_loss for e in epochs] == record.metrics.epoch_loss
     assert [e.train_s for e in epochs] == record.timings.epoch_train_s
     assert all(e.images == TRAIN for e in epochs)
     names = [event for event, _ in observer.events]
-    assert names.index("epoch_end") > names.index("train_progress")  # after the epoch's steps
+    assert names[1:] == ["train_progress"] * 3 + ["epoch_end"] + ["train_progress"] * 3 + ["epoch_end", "run_end"]
 
 
-def test_hook_run_end(run):
-    observer = Observer()
-    record = run(observer)
+def test_hook_run_end(observed):
+    observer, record = observed
     assert observer.events[-1] == ("run_end", record)  # last, with the finished record itself
     (finished,) = observer.of("run_end")
     assert finished is record and finished.metrics.test_accuracy is not None
