@@ -71,7 +71,7 @@ class PairResult:
     current_time: float | None = None
     decision: SlowdownDecision | None = None
     accuracy_change: float | None = None  # points, current minus baseline medians
-    verdict: str = "not compared"  # regression | slower | faster | ok | not compared
+    verdict: str = "not compared"  # regression | slower | faster | ok | accuracy only | not compared
     reasons: list[str] = field(default_factory=list)  # why the verdict, shortest first
 
     @property
@@ -180,7 +180,7 @@ def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFra
         if result.verdict == "faster":
             result.reasons.insert(0, f"{_percent(ratio - 1)} {settings.label}")
     elif result.accuracy_change is not None:
-        result.verdict = "ok"
+        result.verdict = "accuracy only"  # no time to judge, but accuracy held
     return result
 
 

@@ -307,6 +307,16 @@ def test_ratio_gating_judges_the_candidates_not_the_reference_runs(tmp_path, cap
     assert code == 0 and [p["recipe"] for p in report["pairs"]] == ["baseline", "ref"]  # in seconds, both
 
 
+def test_a_pair_without_times_is_judged_on_accuracy_alone_and_says_so(tmp_path, capsys):
+    ratios = [1.0, 1.01, 0.99, 1.02, 0.98]
+    base = write(tmp_path / "a", *with_reference(STEADY, ratios), *(record("plain", train_s=t) for t in STEADY))
+    cur = write(tmp_path / "b", *with_reference(STEADY, ratios), *(record("plain", train_s=t * 2) for t in STEADY))
+    code, report, _ = compare(tmp_path, base, cur, "--ratio", capsys=capsys)
+    plain = pairs_by_key(report)["plain", "cpu", "tensor fp32"]
+    assert code == 0 and plain["verdict"] == "accuracy only" and plain["decision"] is None
+    assert "no train s / reference on the baseline or current side" in plain["reasons"]
+
+
 def test_ratio_gating_without_reference_records_is_bad_input(tmp_path, capsys):
     code = main(["compare", str(side(tmp_path / "a")), str(side(tmp_path / "b")), "--ratio"])
     err = capsys.readouterr().err
