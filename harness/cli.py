@@ -38,6 +38,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, with its errors raised as one-line UsageErrors."""
 
     def error(self, message: str):
+        # One line, whatever the user typed: argparse quotes arguments as given, newlines included.
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
@@ -158,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RunFailed) as exc:
         if traceback:
             raise
-        print(f"cifar-bench: error: {exc}", file=sys.stderr)
+        print(f"cifar-bench: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cifar-bench: interrupted", file=sys.stderr)
@@ -166,9 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if traceback:
             raise
-        print(f"cifar-bench: error: {type(exc).__name__}: {exc} (run again with --traceback for details)",
+        print(f"cifar-bench: error: {type(exc).__name__}: {_one_line(exc)} (run again with --traceback for details)",
               file=sys.stderr)  # fmt: skip
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _load(args) -> tuple[manager.Plugins, Session]:
