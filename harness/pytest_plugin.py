@@ -143,8 +143,9 @@ def benchmark_train_step(benchmark, cifar_bench_session: Session) -> Callable[..
     import torch
 
     from . import devices
-    from .errors import PluginError
-    from .runner import resolve_hyperparameters
+    from .components import Transform
+    from .runner import RunConfig, TrainStep, build, resolve_hyperparameters
+    from .variants import Variant
 
     def step_bench(
         recipe: str,
@@ -166,43 +167,29 @@ def benchmark_train_step(benchmark, cifar_bench_session: Session) -> Callable[..
             overrides["batch_size"] = batch_size
         hp = resolve_hyperparameters(spec, overrides)
         hp.setdefault("num_classes", num_classes)
-        names = {"transform": spec.transform, "model": spec.model, "loss": spec.loss,
-                 "optimizer": spec.optimizer, **(components or {})}  # fmt: skip
-        entry = {kind: session.registry.get(kind, name) for kind, name in names.items()}
+        # The same component resolution and type checks as a real run, without its dataset.
+        entry = session.components(spec, RunConfig(recipe, components=components or {}))
         target = torch.device(device)
         torch.manual_seed(seed)
-        transform = entry["transform"].factory(hp)
-        model = _checked(entry["model"], entry["model"].factory(hp), torch.nn.Module).to(target)
-        loss_fn = _checked(entry["loss"], entry["loss"].factory(hp), torch.nn.Module).to(target)
-        optimizer = _checked(
-            entry["optimizer"], entry["optimizer"].factory(model.parameters(), hp), torch.optim.Optimizer
-        )
+        transform = build(entry["transform"], Transform, hp)
+        model = build(entry["model"], torch.nn.Module, hp).to(target)
+        loss_fn = build(entry["loss"], torch.nn.Module, hp).to(target)
+        optimizer = build(entry["optimizer"], torch.optim.Optimizer, hp, model.parameters())
         generator = torch.Generator().manual_seed(seed)
         x = torch.rand((hp["batch_size"], *input_shape), generator=generator).to(target)
         x = transform.normalize(x)
         y = torch.randint(0, hp["num_classes"], (hp["batch_size"],), generator=generator).to(target)
         augment_rng = torch.Generator(device=target).manual_seed(seed)
+        train_step = TrainStep(model, loss_fn, optimizer, Variant(), target, transform.augment, augment_rng)
         model.train()
 
         def step() -> torch.Tensor:
-            batch = transform.augment(x, augment_rng) if transform.augment is not None else x
-            optimizer.zero_grad()
-            loss = loss_fn(model(batch), y)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(x, y)
             devices.synchronize(target)
-            return loss.detach()
+            return loss
 
         loss = benchmark(step)
         benchmark.extra_info.update({"recipe": recipe, "device": device, "batch_size": hp["batch_size"]})
         return float(loss)
-
-    def _checked(entry, built, expected: type):
-        if not isinstance(built, expected):
-            raise PluginError(
-                f"plugin {entry.plugin!r}: {entry.kind} {entry.name!r} returned {type(built).__name__}, "
-                f"expected {expected.__module__}.{expected.__qualname__}"
-            )
-        return built
 
     return step_bench

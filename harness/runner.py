@@ -138,7 +138,7 @@ class Session:
             raise UsageError(f"unknown loader {config.loader!r}: use one of {', '.join(LOADERS)}")
         if config.target_acc is not None and not 0 < config.target_acc <= 1:
             raise UsageError(f"--target-acc is a fraction of the test set, 0..1; got {config.target_acc}")
-        entries = self._components(recipe, config)
+        entries = self.components(recipe, config)
         world = distributed.current()
         world.per_rank_batch(hp["batch_size"])  # refuses a global batch the ranks cannot share evenly
         device = torch.device(world.device_for(config.device))
@@ -179,15 +179,15 @@ class Session:
 
         with timer.phase("setup"):
             data = progress.data = self._prepare_data(entries["dataset"], config)
-            transform = _build(entries["transform"], Transform, hp)
+            transform = build(entries["transform"], Transform, hp)
             num_classes = len(data.dataset.classes)
             hp.setdefault("num_classes", num_classes)
             torch.manual_seed(config.seed)  # the model's initial weights
-            model = _build(entries["model"], torch.nn.Module, hp).to(device)
-            loss_fn = _build(entries["loss"], torch.nn.Module, hp).to(device)
+            model = build(entries["model"], torch.nn.Module, hp).to(device)
+            loss_fn = build(entries["loss"], torch.nn.Module, hp).to(device)
             if variant.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            optimizer = _build(entries["optimizer"], torch.optim.Optimizer, hp, model.parameters())
+            optimizer = build(entries["optimizer"], torch.optim.Optimizer, hp, model.parameters())
             shuffle = torch.Generator().manual_seed(config.seed)  # batch order
             # Ranks augment independently (rank 0 as a single process would), but shuffle alike.
             augment_rng = torch.Generator(device=device).manual_seed(config.seed + world.rank)
@@ -249,7 +249,7 @@ class Session:
 
     # -- setup helpers ----------------------------------------------------------
 
-    def _components(self, recipe: Recipe, config: RunConfig) -> dict[str, Any]:
+    def components(self, recipe: Recipe, config: RunConfig) -> dict[str, Any]:
         names = {
             "dataset": config.dataset or recipe.dataset,
             "transform": recipe.transform,
@@ -474,7 +474,7 @@ def _subset(split: TensorSplit, limit: int | None, num_classes: int, flag: str) 
     return balanced_subset(split.labels, limit, num_classes)
 
 
-def _build(entry, expected: type, hp, *args):
+def build(entry, expected: type, hp, *args):
     """Call a component factory and check that it returned the promised type."""
     built = entry.factory(*args, hp)
     if not isinstance(built, expected):
