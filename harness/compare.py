@@ -31,7 +31,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .errors import UsageError
-from .report import ENVIRONMENT_FIELDS, load_runs, warn, write_output
+from .report import ENVIRONMENT_FIELDS, choice_type, load_runs, warn, write_output
 from .stats import SlowdownDecision, judge_slowdown
 
 PAIR_KEY = ("recipe", "device", "variant")
@@ -391,15 +391,6 @@ def _alpha(text: str) -> float:
     return value
 
 
-def _choice(choices: Sequence[str], what: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}: use one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
 def add_command(commands, plugin_flag) -> None:
     parser = commands.add_parser(
         "compare",
@@ -413,11 +404,11 @@ def add_command(commands, plugin_flag) -> None:
     add("--max-accuracy-drop", type=_points, default=2.0, metavar="POINTS",
         help="median test-accuracy drop allowed, in percentage points [2]")  # fmt: skip
     add("--alpha", type=_alpha, default=0.05, help="significance level of the slowdown test [0.05]")
-    add("--metric", type=_choice(METRICS, "metric"), default="train_s",
+    add("--metric", type=choice_type(METRICS, "metric"), default="train_s",
         help="time to gate on: train_s (training steps only) or total_s (whole run) [train_s]")  # fmt: skip
     add("--ratio", action="store_true",
         help="gate on time relative to the interleaved reference run (run --reference)")  # fmt: skip
-    add("--format", type=_choice(FORMATS, "format"), default="text", help="text|markdown|json [text]")
+    add("--format", type=choice_type(FORMATS, "format"), default="text", help="text|markdown|json [text]")
     add("--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
     parser.set_defaults(func=cmd_compare)
 

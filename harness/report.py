@@ -269,7 +269,7 @@ def write_output(text: str, output: Path | None) -> None:
 # -- the command ------------------------------------------------------------------
 
 
-def _choice(choices: Sequence[str], what: str) -> Callable[[str], str]:
+def choice_type(choices: Sequence[str], what: str) -> Callable[[str], str]:
     """An argparse type that refuses unknown values with one line naming the known ones."""
 
     def parse(text: str) -> str:
@@ -283,7 +283,9 @@ def _choice(choices: Sequence[str], what: str) -> Callable[[str], str]:
 def add_command(commands, plugin_flag) -> None:
     parser = commands.add_parser("report", help="summarise run records: medians and IQRs per recipe/device/variant")
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="record files or folders [results/]")
-    parser.add_argument("--format", type=_choice(FORMATS, "format"), default="text", help=f"{'|'.join(FORMATS)} [text]")
+    parser.add_argument(
+        "--format", type=choice_type(FORMATS, "format"), default="text", help=f"{'|'.join(FORMATS)} [text]"
+    )
     parser.add_argument(
         "--group-by",
         default=",".join(DEFAULT_GROUP_BY),
