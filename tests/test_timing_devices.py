@@ -79,3 +79,13 @@ def test_absent_device_is_a_skipped_record_and_the_rest_still_run(run_cli, tmp_p
     assert records["cuda"]["status"] == "skipped" and "CUDA is not available" in records["cuda"]["error"]
     assert records["cpu"]["status"] == "ok"
     assert "skipped: CUDA is not available" in result.out
+
+
+def test_peak_memory_reads_cuda_allocations_on_cuda_and_rss_everywhere(monkeypatch):
+    from cifar_bench import runner
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 123_456)
+    on_cuda = runner._memory(torch.device("cuda:0"))
+    on_cpu = runner._memory(torch.device("cpu"))
+    assert on_cuda.device_peak_bytes == 123_456 and on_cpu.device_peak_bytes is None
+    assert on_cpu.host_peak_rss_bytes > 10_000_000  # a Python process with torch loaded: tens of MB at least
