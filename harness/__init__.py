@@ -9,7 +9,17 @@ from importlib.metadata import PackageNotFoundError, version
 from .components import Dataset, DataSource, Recipe, Transform
 from .data import fingerprint_arrays, read_image_folder
 from .errors import DataError, PluginError, UsageError
+from .events import EpochResult, RunInfo, TrainProgress
 from .hookspecs import hookimpl
+from .records import RunRecord
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``cifar-bench`` command in this process; returns its exit code (for plugin tests)."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
+
 
 try:
     __version__ = version("cifar-bench")
@@ -20,12 +30,17 @@ __all__ = [
     "DataError",
     "DataSource",
     "Dataset",
+    "EpochResult",
     "PluginError",
     "Recipe",
+    "RunInfo",
+    "RunRecord",
+    "TrainProgress",
     "Transform",
     "UsageError",
     "__version__",
     "fingerprint_arrays",
     "hookimpl",
+    "main",
     "read_image_folder",
 ]

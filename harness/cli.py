@@ -116,7 +116,11 @@ def build_parser() -> Parser:
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go [results/]")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no loss log")
     run.add_argument("--repeats", type=_positive_int, default=1, help="run N times with seeds SEED..SEED+N-1 [1]")
-    run.add_argument("--threads", type=_positive_int, help="CPU threads for torch (recorded) [torch's default]")
+    run.add_argument(
+        "--threads", type=_positive_int, help="CPU threads for torch (recorded) [tuned: see --no-cpu-tune]"
+    )
+    run.add_argument("--no-cpu-tune", dest="cpu_tune", action="store_false",
+                     help="train with torch's CPU defaults instead of the fastest measured in the warm-up")  # fmt: skip
     run.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="autocast precision [fp32]")
     run.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and data")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (timed as its own phase)")
@@ -243,6 +247,8 @@ def run_config(args) -> RunConfig:
         target_acc=args.target_acc,
         stop_at_target=args.stop_at_target,
         deterministic=args.deterministic,
+        cpu_tune=args.cpu_tune,
+        threads=args.threads,
     )
 
 

@@ -128,6 +128,7 @@ class RunRecord:
     # "padded_per_epoch"} of a data-parallel run (see distributed.py); None for one process.
     distributed: dict[str, Any] | None = None
     suite_key: str | None = None  # which run of a suite this is (see suite.py); lets a suite resume
+    cpu: dict[str, Any] | None = None  # {"threads", "onednn", "tuned_ms_per_step"}: the CPU settings trained with
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import devices, distributed, environment
+from . import cpu_tuning, devices, distributed, environment
 from .batches import LOADERS, LoaderBatches, TensorBatches, normalize_split
 from .components import Dataset, DataSource, Recipe, Transform
 from .data import TensorSplit, balanced_subset, default_cache_dir, load_tensors
@@ -72,6 +72,8 @@ class RunConfig:
     target_acc: float | None = None  # evaluate after each epoch and note when this is reached
     stop_at_target: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms for the run
+    cpu_tune: bool = True  # time CPU settings in the warm-up and train with the fastest (see cpu_tuning)
+    threads: int | None = None  # fix the CPU threads (tuning then only picks the kernels)
     repeat: int = 0
 
 
@@ -107,6 +109,7 @@ class _Progress:
     correct: torch.Tensor | None = None  # per class, from the final evaluation
     total: torch.Tensor | None = None
     distributed: dict[str, Any] | None = None  # how a data-parallel run was split; None in one process
+    cpu: dict[str, Any] | None = None  # the CPU settings trained with, and what tuning measured
 
 
 def resolve_hyperparameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,7 +200,9 @@ class Session:
             step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng, world)
 
         with timer.phase("warmup"):  # torch.compile compiles here, never inside train time
-            step.warm_up(_warmup_batches(train_batches), _warmup_batches(test_batches))
+            tune = config.cpu_tune and device.type == "cpu" and not variant.compile and not world.distributed
+            step.warm_up(_warmup_batches(train_batches), _warmup_batches(test_batches), tune, config.threads)
+            progress.cpu = step.cpu_record() if device.type == "cpu" else None
 
         info = progress.info = RunInfo(
             run_id=run_id,
@@ -218,7 +223,7 @@ class Session:
         step_scheduler = scheduler if hp.get("schedule_per", "epoch") == "step" else None
         for epoch in range(1, hp["epochs"] + 1):
             before = timer.seconds["train"]
-            with timer.phase("train"):
+            with step.cpu.applied(), timer.phase("train"):
                 mean_loss = train_epoch(
                     step, train_batches, step_scheduler, epoch=epoch, log_every=hp["log_every"],
                     report=lambda p: hook.train_progress(run=info, progress=p),
@@ -378,6 +383,7 @@ class Session:
             ),
             memory=_memory(device) if not skip else Memory(),
             distributed=progress.distributed,
+            cpu=progress.cpu,
         )
 
 
@@ -397,6 +403,7 @@ class TrainStep:
         self.loss_fn, self.optimizer, self.device = loss_fn, optimizer, device
         self.augment, self.augment_rng = augment, augment_rng
         self.autocast = variant.autocast(device)
+        self.cpu, self.cpu_timings = cpu_tuning.current(), None  # settings to train with; see warm_up
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler(device.type) if variant.precision == "fp16" else None
 
@@ -415,8 +422,8 @@ class TrainStep:
             self.scaler.update()
         return loss.detach()
 
-    def warm_up(self, train_batches, eval_batches) -> None:
-        """Run each batch shape once, then put every state back as it was.
+    def warm_up(self, train_batches, eval_batches, tune_cpu: bool = False, threads: int | None = None) -> None:
+        """Run each batch shape once (and tune the CPU settings), then put every state back as it was.
 
         Compiles (and primes kernels and caches) for the training and the
         evaluation shapes, so that none of that lands in train or eval time,
@@ -433,6 +440,9 @@ class TrainStep:
         self.model.train()
         for x, y in train_batches:
             self(x, y)
+        if tune_cpu:
+            x, y = train_batches[0]
+            self.cpu, self.cpu_timings = cpu_tuning.tune(lambda: self(x, y), cpu_tuning.candidates(threads))
         for x, _ in eval_batches:
             with torch.inference_mode(), self.autocast:
                 self.model.eval()
@@ -445,6 +455,9 @@ class TrainStep:
         torch.set_rng_state(rng)
         self.augment_rng.set_state(augment_rng)
         self.optimizer.zero_grad()
+
+    def cpu_record(self) -> dict[str, Any]:
+        return {"threads": self.cpu.threads, "onednn": self.cpu.onednn, "tuned_ms_per_step": self.cpu_timings}
 
 
 def _warmup_batches(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -475,14 +488,29 @@ def _subset(split: TensorSplit, limit: int | None, num_classes: int, flag: str) 
 
 
 def build(entry, expected: type, hp, *args):
-    """Call a component factory and check that it returned the promised type."""
-    built = entry.factory(*args, hp)
+    """Call a component factory; a factory that raises or returns the wrong type is its plugin's error."""
+    try:
+        built = entry.factory(*args, hp)
+    except (UsageError, PluginError):
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {entry.plugin!r}: {entry.kind} {entry.name!r} factory failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(built, expected):
         raise PluginError(
             f"plugin {entry.plugin!r}: {entry.kind} {entry.name!r} returned "
-            f"{type(built).__name__}, expected {expected.__module__}.{expected.__qualname__}"
+            f"{type(built).__name__}, expected {_TYPE_NAMES.get(expected, expected.__qualname__)}"
         )
     return built
+
+
+# How the types a factory must return are spelled in error messages: as users write them.
+_TYPE_NAMES = {
+    torch.nn.Module: "torch.nn.Module",
+    torch.optim.Optimizer: "torch.optim.Optimizer",
+    Transform: "cifar_bench.Transform",
+}
 
 
 def _accuracy(correct: torch.Tensor, total: torch.Tensor) -> float:

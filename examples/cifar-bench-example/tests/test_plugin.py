@@ -7,8 +7,7 @@ import math
 
 import pytest
 import torch
-from cifar_bench import UsageError
-from cifar_bench.cli import main
+from cifar_bench import UsageError, main
 
 from cifar_bench_example import plugin
 
