@@ -84,6 +84,8 @@ def config(args: argparse.Namespace, seed: int, slow: bool) -> RunConfig:
         hyperparameters={"epochs": 1, **({"slowdown": args.slowdown} if slow else {})},
         components={"model": "net_slow"} if slow else {},
         cache_dir=None,
+        threads=args.threads,
+        cpu_tune=False,  # fixed CPU settings on both sides, as a CI gate should run (--no-cpu-tune)
     )
 
 
