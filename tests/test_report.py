@@ -8,58 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from record_factory import record, write
 
 from cifar_bench.cli import main
 from cifar_bench.errors import UsageError
-from cifar_bench.records import (
-    SCHEMA_VERSION,
-    ComponentRef,
-    DatasetInfo,
-    Environment,
-    Metrics,
-    RunRecord,
-    Throughput,
-    Timings,
-)
+from cifar_bench.records import SCHEMA_VERSION
 from cifar_bench.report import load_runs, render, summarize
-
-_counter = iter(range(10**6))
-
-
-def record(
-    recipe: str = "baseline",
-    device: str = "cpu",
-    *,
-    train_s: float = 10.0,
-    accuracy: float | None = 0.5,
-    status: str = "ok",
-    **extra,
-) -> dict:
-    """A record dict as the runner writes it; ``extra`` sets top-level fields (precision ...)."""
-    run = RunRecord(
-        run_id=f"run-{next(_counter)}",
-        status=status,
-        recipe=recipe,
-        components={"model": ComponentRef("net", "baseline")},
-        hyperparameters={"epochs": 2, "batch_size": 4, "lr": 0.001},
-        seed=0,
-        device=device,
-        loader="tensor",
-        dataset=DatasetInfo("synthetic", "abc123", 1000, 200, [f"c{i}" for i in range(10)], synthetic=True),
-        metrics=Metrics(test_accuracy=accuracy, epoch_loss=[2.3, 2.0]),
-        timings=Timings(train_s=train_s, eval_s=0.5, total_s=train_s + 1, epoch_train_s=[train_s / 2] * 2),
-        throughput=Throughput(train_img_s=2000 / train_s, eval_img_s=400.0),
-        environment=Environment("3.11.7", "2.4.0", "0.19.0", "Linux", "AMD EPYC", 2, "AMD EPYC"),
-    ).to_dict()
-    run.update(extra)
-    return run
-
-
-def write(folder: Path, *records: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for r in records:
-        (folder / f"{r['run_id']}.json").write_text(json.dumps(r))
-    return folder
 
 
 def run_cli(*argv: str, capsys) -> tuple[int, str, str]:
