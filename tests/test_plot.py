@@ -6,39 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+from record_factory import record as make_record
+from record_factory import write
 
 from cifar_bench.cli import main
 from cifar_bench.plot import draw
-from cifar_bench.records import Environment, Metrics, RunRecord, Throughput, Timings
 from cifar_bench.report import load_runs
 
-_counter = iter(range(10**6))
 
-
-def record(recipe: str, device: str, train_s: float, accuracy: float, status: str = "ok", **extra) -> dict:
-    run = RunRecord(
-        run_id=f"run-{next(_counter)}",
-        status=status,
-        recipe=recipe,
-        components={},
-        hyperparameters={"epochs": 3},
-        seed=0,
-        device=device,
-        loader="tensor",
-        dataset=None,
-        metrics=Metrics(test_accuracy=accuracy, epoch_loss=[2.3, 1.9, 1.6]),
-        timings=Timings(train_s=train_s),
-        throughput=Throughput(train_img_s=1000 / train_s),
-        environment=Environment("3.11", "2.4", "0.19", "Linux", "cpu", 2, "cpu"),
-    ).to_dict()
-    run.update(extra)
-    return run
+def record(recipe: str, device: str, train_s: float, accuracy: float, **extra) -> dict:
+    return make_record(recipe, device, train_s=train_s, accuracy=accuracy, **extra)
 
 
 @pytest.fixture
 def results(tmp_path) -> Path:
-    folder = tmp_path / "results"
-    folder.mkdir()
     runs = [
         record("baseline", "cpu", 100, 0.52),
         record("baseline", "cpu", 104, 0.53),
@@ -48,9 +29,7 @@ def results(tmp_path) -> Path:
         record("fast", "cuda", 1.2, 0.90),
         record("broken", "cpu", 1, 0.0, status="failed"),
     ]
-    for r in runs:
-        (folder / f"{r['run_id']}.json").write_text(json.dumps(r))
-    return folder
+    return write(tmp_path / "results", *runs)
 
 
 def test_the_figure_has_the_three_charts_with_one_mark_per_run(results):
