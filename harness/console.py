@@ -20,11 +20,11 @@ class Console:
         # progress=False (--quiet): no bar and no loss log; results are still printed.
         self.progress = progress
         self.stream = stream or sys.stdout
-        self._bar: tqdm | None = None
+        self._bars: dict[str, tqdm] = {}  # one per run: runs in lockstep each show theirs
 
     def _print(self, line: str) -> None:
-        if self._bar is not None:
-            self._bar.write(line, file=self.stream)
+        if self._bars:
+            tqdm.write(line, file=self.stream)
         else:
             print(line, file=self.stream)
 
@@ -39,28 +39,28 @@ class Console:
     @hookimpl
     def train_progress(self, run: RunInfo, progress: TrainProgress) -> None:
         if self.progress:
-            if self._bar is None:
-                self._bar = tqdm(
+            bar = self._bars.get(run.run_id)
+            if bar is None:
+                bar = self._bars[run.run_id] = tqdm(
                     total=progress.steps_per_epoch,
-                    desc=f"epoch {progress.epoch}/{run.epochs}",
+                    desc=f"{run.recipe} epoch {progress.epoch}/{run.epochs}",
                     unit="step",
                     file=sys.stderr,
                     leave=False,
                     dynamic_ncols=True,
+                    position=len(self._bars),
                 )
-            self._bar.update(progress.step - self._bar.n)
-            self._bar.set_postfix(
-                loss=f"{progress.running_loss:.3f}", img_s=f"{progress.images_per_s:,.0f}", refresh=False
-            )
+            bar.update(progress.step - bar.n)
+            bar.set_postfix(loss=f"{progress.running_loss:.3f}", img_s=f"{progress.images_per_s:,.0f}", refresh=False)
         if progress.log_loss is not None and self.progress:
             # The tutorial's line, character for character.
             self._print(f"[{progress.epoch}, {progress.step:5d}] loss: {progress.log_loss:.3f}")
 
     @hookimpl
     def epoch_end(self, run: RunInfo, epoch: EpochResult) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        bar = self._bars.pop(run.run_id, None)
+        if bar is not None:
+            bar.close()
         self._print(
             f"epoch {epoch.epoch}: mean loss {epoch.mean_loss:.3f}, "
             f"{epoch.train_s:.1f} s, {epoch.images / epoch.train_s if epoch.train_s else 0:,.0f} img/s"

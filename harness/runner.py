@@ -15,7 +15,7 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +133,13 @@ class Session:
 
     # -- the run ----------------------------------------------------------------
 
-    def run(self, config: RunConfig) -> RunRecord:
+    def run(self, config: RunConfig, turn: Callable[[], None] | None = None) -> RunRecord:
+        """One run, recorded whatever its end; ``turn``, if given, is called after each training step.
+
+        ``turn`` is how a run takes turns with another (``lockstep.py``): the
+        time it takes is not billed to this run, and this run's random state
+        is the same after it as before.
+        """
         started_at, start = utc_now(), time.perf_counter()
         recipe = self.registry.recipe(config.recipe)
         hp = resolve_hyperparameters(recipe, config.hyperparameters)
@@ -150,14 +156,16 @@ class Session:
         progress = _Progress(PhaseTimer(lambda: devices.synchronize(device)))
 
         def record(status: str, error: str | None = None) -> RunRecord:
+            own_s = time.perf_counter() - start - progress.timer.away_s  # not another run's turns
             return self._record(run_id, status, error, recipe, hp, entries, config, device, skip, progress,
-                                started_at, time.perf_counter() - start)  # fmt: skip
+                                started_at, own_s)  # fmt: skip
 
         if skip:
             return record("skipped", skip)
         try:
             torch.use_deterministic_algorithms(config.deterministic)
-            self._train_and_evaluate(config, hp, entries, device, run_id, recipe, progress, world)
+            between_steps = _turn_taker(turn, progress.timer, device) if turn else None
+            self._train_and_evaluate(config, hp, entries, device, run_id, recipe, progress, world, between_steps)
         except Diverged as exc:
             result = record("diverged", str(exc))
             result.metrics.diverged_at = {"epoch": exc.epoch, "step": exc.step}
@@ -175,7 +183,8 @@ class Session:
             self.plugins.hook.run_end(run=progress.info, record=result)
         return result
 
-    def _train_and_evaluate(self, config, hp, entries, device, run_id, recipe, progress: _Progress, world) -> None:
+    def _train_and_evaluate(self, config, hp, entries, device, run_id, recipe, progress: _Progress, world,
+                            between_steps) -> None:  # fmt: skip
         timer, variant = progress.timer, config.variant
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -226,7 +235,7 @@ class Session:
             with step.cpu.applied(), timer.phase("train"):
                 mean_loss = train_epoch(
                     step, train_batches, step_scheduler, epoch=epoch, log_every=hp["log_every"],
-                    report=lambda p: hook.train_progress(run=info, progress=p),
+                    report=lambda p: hook.train_progress(run=info, progress=p), between_steps=between_steps,
                 )  # fmt: skip
                 if scheduler is not None and step_scheduler is None:
                     scheduler.step()
@@ -460,6 +469,23 @@ class TrainStep:
         return {"threads": self.cpu.threads, "onednn": self.cpu.onednn, "tuned_ms_per_step": self.cpu_timings}
 
 
+def _turn_taker(turn: Callable[[], None], timer: PhaseTimer, device: torch.device) -> Callable[[], float]:
+    """``turn`` with this run's clock stopped and its global random state kept aside; returns seconds away."""
+
+    def between_steps() -> float:
+        away = timer.away_s
+        with timer.paused():
+            cpu_rng = torch.get_rng_state()
+            device_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+            turn()
+            torch.set_rng_state(cpu_rng)
+            if device_rng is not None:
+                torch.cuda.set_rng_state(device_rng, device)
+        return timer.away_s - away
+
+    return between_steps
+
+
 def _warmup_batches(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One batch of each shape a phase will see (a full one, and a smaller last one).
 
@@ -532,7 +558,8 @@ def _first_line(exc: BaseException) -> str:
 # -- the loop -------------------------------------------------------------------
 
 
-def train_epoch(step: TrainStep, batches, scheduler, *, epoch: int, log_every: int, report) -> float:
+def train_epoch(step: TrainStep, batches, scheduler, *, epoch: int, log_every: int, report,
+                between_steps: Callable[[], float] | None = None) -> float:  # fmt: skip
     """One pass over the training batches; returns the mean loss per batch.
 
     Losses are summed on the device and read back only every
@@ -541,12 +568,14 @@ def train_epoch(step: TrainStep, batches, scheduler, *, epoch: int, log_every: i
     step.model.train()
     epoch_sum = torch.zeros((), device=step.device)
     reported_sum, reported_step, logged_sum, logged_step = 0.0, 0, 0.0, 0
-    steps, images, start = len(batches), 0, time.perf_counter()
+    steps, images, start, away = len(batches), 0, time.perf_counter(), 0.0
     for i, (x, y) in enumerate(batches, 1):
         epoch_sum += step(x, y)
         if scheduler is not None:  # a per-step schedule
             scheduler.step()
         images += len(y)
+        if between_steps is not None:  # another run's step, in lockstep: not this run's time
+            away += between_steps()
         is_log_step = i % log_every == 0
         if i % PROGRESS_EVERY == 0 or is_log_step or i == steps:
             total = epoch_sum.item()
@@ -562,7 +591,7 @@ def train_epoch(step: TrainStep, batches, scheduler, *, epoch: int, log_every: i
                     step=i,
                     steps_per_epoch=steps,
                     images_seen=images,
-                    elapsed_s=time.perf_counter() - start,
+                    elapsed_s=time.perf_counter() - start - away,
                     running_loss=(total - reported_sum) / (i - reported_step),
                     log_loss=log_loss,
                 )

@@ -3,7 +3,9 @@
 GPU work is queued, not done, when Python moves on: without a
 synchronize at each edge, the end of training would be billed to
 evaluation. Each phase is timed on its own; a phase entered twice (one
-entry per epoch, say) adds up.
+entry per epoch, say) adds up. A phase can be paused (a run taking turns
+step by step with another one, see ``lockstep.py``): the time paused is
+not billed to it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,31 @@ class PhaseTimer:
     def __init__(self, synchronize: Callable[[], None]) -> None:
         self._sync = synchronize
         self.seconds: dict[str, float] = defaultdict(float)
+        self._open: list[str] = []  # the phases being timed, innermost last
+        self.away_s = 0.0  # time spent paused, in or out of a phase
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         self._sync()
+        self._open.append(name)
         start = time.perf_counter()
         try:
             yield
         finally:
             self._sync()
             self.seconds[name] += time.perf_counter() - start
+            self._open.pop()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time spent inside out of every open phase (the device is synced at both edges)."""
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            away = time.perf_counter() - start
+            self.away_s += away
+            for name in self._open:
+                self.seconds[name] -= away
