@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tabulate import tabulate
 
-from . import __version__, distributed, manager
+from . import __version__, distributed, lockstep, manager
 from .components import DataSource
 from .console import Console
 from .data import default_cache_dir
@@ -130,6 +130,9 @@ def build_parser() -> Parser:
     run.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (recorded)")
     run.add_argument("--reference", metavar="RECIPE",
                      help="interleave RECIPE with each run; store time ratios to it (noise-aware gating)")  # fmt: skip
+    run.add_argument("--interleave", choices=("step", "run"),
+                     help="with --reference: take turns step by step (one process), or run by run "
+                          "[step; run under --nproc]")  # fmt: skip
     for kind in COMPONENT_FLAGS:
         run.add_argument(f"--{kind}", dest=f"component_{kind}", metavar="NAME", help=f"override the recipe's {kind}")
     run.add_argument("--nproc", type=_positive_int, metavar="N",
@@ -208,6 +211,8 @@ def launch_run(args) -> int:
     if len(devices) != 1:
         raise UsageError(f"--nproc runs on one device, got {args.device}")
     distributed.backend_for(devices[0])
+    if args.interleave == "step":
+        raise UsageError("--interleave step takes turns within one process: use --interleave run with --nproc")
     if devices[0] == "cuda" and torch.cuda.device_count() < args.nproc:
         raise UsageError(f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has {torch.cuda.device_count()}")
     _, session = _load(args)
@@ -261,25 +266,37 @@ def run_runs(args) -> int:
     base = run_config(args)
     world = distributed.current()
     # The reference shares the candidate's data, device, variant, seed and length, not its recipe changes.
-    reference = None
+    reference, interleave = None, None
+    if args.interleave and not args.reference:
+        raise UsageError("--interleave says how a --reference run takes turns: add --reference RECIPE or drop it")
     if args.reference:
         length = {"epochs": args.epochs} if args.epochs is not None else {}
+        interleave = interleave_mode(args, world)
+        if interleave == "step":  # CPU settings are the process's: runs taking turns must share one set
+            base = replace(base, cpu_tune=False)
         reference = replace(base, recipe=args.reference, components={}, hyperparameters=length)
     manager.register_inline(plugins, Console(progress=not args.quiet and world.main), "console")
 
     records: list[RunRecord] = []
     for device in parse_devices(args.device):
         for repeat in range(args.repeats):
+            candidate = replace(base, device=device, seed=args.seed + repeat, repeat=repeat)
             ref = None
-            if reference is not None:
-                ref = session.run(replace(reference, device=device, seed=args.seed + repeat, repeat=repeat))
+            if reference is None:
+                record = session.run(candidate)
+            else:
+                ref, record = _with_reference(session, replace(reference, device=device, seed=candidate.seed,
+                                                               repeat=repeat), candidate, interleave)  # fmt: skip
+            if ref is not None:
                 ref.role = "reference"
                 records.append(ref)
                 if world.main:  # rank 0 writes for all ranks
                     write_record(ref, args.results_dir)
-            record = session.run(replace(base, device=device, seed=args.seed + repeat, repeat=repeat))
+            if record is None:  # interrupted before the candidate started
+                print(run_table(records))
+                return 130
             if ref is not None and ref.status == record.status == "ok":
-                link_reference(record, ref)
+                link_reference(record, ref, interleave)
             records.append(record)
             record.suite_key = args.suite_key
             path = write_record(record, args.results_dir) if world.main else None
@@ -294,13 +311,31 @@ def run_runs(args) -> int:
     return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
 
 
-def link_reference(record: RunRecord, ref: RunRecord) -> None:
+def interleave_mode(args, world: distributed.World) -> str:
+    """How a reference run is interleaved: step by step in one process, else run by run."""
+    if args.interleave == "step" and world.distributed:
+        raise UsageError("--interleave step takes turns within one process: use --interleave run with --nproc")
+    return args.interleave or ("run" if world.distributed else "step")
+
+
+def _with_reference(session: Session, reference: RunConfig, candidate: RunConfig, interleave: str):
+    """The reference run and the candidate run: one after the other, or taking turns step by step."""
+    if interleave == "run":
+        return session.run(reference), session.run(candidate)
+    both = (reference, candidate)
+    core = lockstep.shared_core(candidate.loader)
+    ref, record = lockstep.run_lockstep(lambda i, turn: session.run(both[i], turn=turn), len(both), core)
+    return ref, record
+
+
+def link_reference(record: RunRecord, ref: RunRecord, interleave: str = "run") -> None:
     """Store the reference's times and this run's ratios to them (noise-aware gating)."""
     record.reference = {
         "recipe": ref.recipe,
         "run_id": ref.run_id,
         "train_s": ref.timings.train_s,
         "total_s": ref.timings.total_s,
+        "interleave": interleave,
     }
     record.timings_ratio = {
         "train_s": record.timings.train_s / ref.timings.train_s if ref.timings.train_s else None,

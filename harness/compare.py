@@ -197,11 +197,10 @@ def environment_warnings(baseline: pd.DataFrame, current: pd.DataFrame, settings
     elif warnings:
         warnings.append("times from different hardware or libraries differ for reasons other than the code")
     if settings.ratio:
-        b, c = _values(baseline, "reference_recipe"), _values(current, "reference_recipe")
-        if b and c and b != c:
-            warnings.append(
-                f"the sides used different reference recipes: baseline {', '.join(b)}; current {', '.join(c)}"
-            )
+        for name, what in (("reference_recipe", "reference recipes"), ("reference_interleave", "interleaving")):
+            b, c = _values(baseline, name), _values(current, name)
+            if b and c and b != c:
+                warnings.append(f"the sides used different {what}: baseline {', '.join(b)}; current {', '.join(c)}")
     return warnings
 
 

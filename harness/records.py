@@ -121,7 +121,9 @@ class RunRecord:
     error: str | None = None  # why a run was skipped, failed, diverged or was interrupted
     started_at: str = ""
     role: str = "candidate"  # or "reference": a run interleaved with --reference
-    reference: dict[str, Any] | None = None  # {"recipe", "run_id", "train_s", "total_s"} of that reference
+    # {"recipe", "run_id", "train_s", "total_s"} of that reference, and "interleave": "step" (the two took
+    # turns step by step) or "run" (one after the other; also what a record without the key means)
+    reference: dict[str, Any] | None = None
     timings_ratio: dict[str, float] | None = None  # {"train_s", "total_s"}: this run / its reference
     schema_version: int = SCHEMA_VERSION
     # {"world_size", "backend", "global_batch_size", "per_rank_batch_size", "dropped_per_epoch",

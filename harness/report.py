@@ -155,6 +155,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         **{name: env.get(name) for name in (*ENVIRONMENT_FIELDS, "git_commit", "hostname")},
         "reference_recipe": reference.get("recipe"),
         "reference_run_id": reference.get("run_id"),
+        "reference_interleave": reference.get("interleave", "run") if reference.get("run_id") else None,
         "ratio_train_s": _number(ratios.get("train_s")),
         "ratio_total_s": _number(ratios.get("total_s")),
         "error": data.get("error"),
