@@ -123,6 +123,8 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         raise RecordError(f"{path}: not a usable run record (needs recipe, device and status)")
     timings, throughput, metrics, env, dataset, hp, reference, ratios = (_section(data, k) for k in SECTIONS)
     variant = {key: _typed(data.get(key), type(value), value) for key, value in VARIANT_DEFAULTS.items()}
+    world = _section(data, "distributed").get("world_size")
+    variant["world_size"] = world if isinstance(world, int) and not isinstance(world, bool) and world > 1 else 1
     accuracy = _number(metrics.get("test_accuracy"))
     return {
         "run_id": str(data.get("run_id") or path.stem),
@@ -163,9 +165,14 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
 
 
 def variant_label(variant: Mapping[str, Any]) -> str:
-    """``tensor fp32``, ``tensor bf16 channels_last compile`` ...: what changes how a run computes."""
+    """``tensor fp32``, ``tensor bf16 channels_last compile``, ``tensor fp32 2 processes`` ...
+
+    What changes how a run computes; a data-parallel run's process count
+    too, so that report and compare never pool or pair it with one process.
+    """
     flags = [name for name in ("channels_last", "compile", "deterministic") if variant.get(name)]
-    return " ".join([str(variant.get("loader")), str(variant.get("precision")), *flags])
+    processes = [f"{variant['world_size']} processes"] if variant.get("world_size", 1) > 1 else []
+    return " ".join([str(variant.get("loader")), str(variant.get("precision")), *flags, *processes])
 
 
 def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

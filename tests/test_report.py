@@ -103,10 +103,13 @@ def test_variant_fields_split_groups_and_default_when_absent(tmp_path):
         record(precision="bf16", channels_last=True),
         record(precision="bf16", channels_last=True, compile=True),
         record(deterministic=True),
+        record(distributed={"world_size": 2, "backend": "gloo"}),  # data-parallel: never pooled with 1 process
+        record(distributed={"world_size": 1}),
     )
     table = summarize(load_runs([folder]).runs)
     assert dict(zip(table["variant"], table["runs"], strict=True)) == {
-        "tensor fp32": 2,
+        "tensor fp32": 3,
+        "tensor fp32 2 processes": 1,
         "tensor bf16 channels_last": 1,
         "tensor bf16 channels_last compile": 1,
         "tensor fp32 deterministic": 1,
