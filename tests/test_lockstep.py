@@ -198,7 +198,15 @@ def test_a_run_that_fails_mid_training_leaves_and_the_other_finishes(session):
     assert diverged.status == "diverged" and ok.status == "ok"
 
 
-def test_cli_interleaves_step_by_step_by_default(run_cli, tmp_path, smoke):
+@pytest.fixture
+def keep_threads():
+    """``run --threads`` sets the process's torch threads; put them back for the tests after."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_interleaves_step_by_step_by_default(run_cli, tmp_path, smoke, keep_threads):
     result = run_cli("run", "baseline", *smoke, "--reference", "baseline", "--threads", "1", "--results-dir", tmp_path)
     assert result.code == 0, result
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
