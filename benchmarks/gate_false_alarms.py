@@ -58,8 +58,8 @@ import torch
 from tabulate import tabulate
 
 from cifar_bench import manager
-from cifar_bench.cli import _with_reference, link_reference
 from cifar_bench.cli import main as cli
+from cifar_bench.cli import run_with_reference
 from cifar_bench.environment import cpu_model
 from cifar_bench.records import write_record
 from cifar_bench.registry import collect
@@ -120,11 +120,7 @@ def run_sides(session: Session, args: argparse.Namespace, slow: bool, base: Path
                 records = [session.run(candidate)]
             else:  # exactly what 'cifar-bench run ... --reference baseline --interleave MODE' does
                 reference = config(args, seed=candidate.seed, slow=False)
-                ref, record = _with_reference(session, reference, candidate, args.reference)
-                ref.role = "reference"
-                if ref.status == record.status == "ok":
-                    link_reference(record, ref, args.reference)
-                records = [ref, record]
+                records = list(run_with_reference(session, reference, candidate, args.reference))
             for record in records:
                 if record.status != "ok":
                     raise SystemExit(f"a run ended {record.status}: {record.error}")

@@ -211,8 +211,7 @@ def launch_run(args) -> int:
     if len(devices) != 1:
         raise UsageError(f"--nproc runs on one device, got {args.device}")
     distributed.backend_for(devices[0])
-    if args.interleave == "step":
-        raise UsageError("--interleave step takes turns within one process: use --interleave run with --nproc")
+    interleave_mode(args, across_processes=True)  # refuse a bad --interleave before starting the ranks
     if devices[0] == "cuda" and torch.cuda.device_count() < args.nproc:
         raise UsageError(f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has {torch.cuda.device_count()}")
     _, session = _load(args)
@@ -266,14 +265,9 @@ def run_runs(args) -> int:
     base = run_config(args)
     world = distributed.current()
     # The reference shares the candidate's data, device, variant, seed and length, not its recipe changes.
-    reference, interleave = None, None
-    if args.interleave and not args.reference:
-        raise UsageError("--interleave says how a --reference run takes turns: add --reference RECIPE or drop it")
+    reference, interleave = None, interleave_mode(args, across_processes=world.distributed)
     if args.reference:
         length = {"epochs": args.epochs} if args.epochs is not None else {}
-        interleave = interleave_mode(args, world)
-        if interleave == "step":  # CPU settings are the process's: runs taking turns must share one set
-            base = replace(base, cpu_tune=False)
         reference = replace(base, recipe=args.reference, components={}, hyperparameters=length)
     manager.register_inline(plugins, Console(progress=not args.quiet and world.main), "console")
 
@@ -285,18 +279,15 @@ def run_runs(args) -> int:
             if reference is None:
                 record = session.run(candidate)
             else:
-                ref, record = _with_reference(session, replace(reference, device=device, seed=candidate.seed,
-                                                               repeat=repeat), candidate, interleave)  # fmt: skip
+                ref, record = run_with_reference(session, replace(reference, device=device, seed=candidate.seed,
+                                                                  repeat=repeat), candidate, interleave)  # fmt: skip
             if ref is not None:
-                ref.role = "reference"
                 records.append(ref)
                 if world.main:  # rank 0 writes for all ranks
                     write_record(ref, args.results_dir)
             if record is None:  # interrupted before the candidate started
                 print(run_table(records))
                 return 130
-            if ref is not None and ref.status == record.status == "ok":
-                link_reference(record, ref, interleave)
             records.append(record)
             record.suite_key = args.suite_key
             path = write_record(record, args.results_dir) if world.main else None
@@ -311,20 +302,36 @@ def run_runs(args) -> int:
     return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
 
 
-def interleave_mode(args, world: distributed.World) -> str:
-    """How a reference run is interleaved: step by step in one process, else run by run."""
-    if args.interleave == "step" and world.distributed:
+def interleave_mode(args, *, across_processes: bool) -> str | None:
+    """How a --reference run is interleaved (None without one): step by step in one process, else run by run."""
+    if not args.reference:
+        if args.interleave:
+            raise UsageError("--interleave says how a --reference run takes turns: add --reference RECIPE or drop it")
+        return None
+    if args.interleave == "step" and across_processes:
         raise UsageError("--interleave step takes turns within one process: use --interleave run with --nproc")
-    return args.interleave or ("run" if world.distributed else "step")
+    return args.interleave or ("run" if across_processes else "step")
 
 
-def _with_reference(session: Session, reference: RunConfig, candidate: RunConfig, interleave: str):
-    """The reference run and the candidate run: one after the other, or taking turns step by step."""
+def run_with_reference(
+    session: Session, reference: RunConfig, candidate: RunConfig, interleave: str
+) -> tuple[RunRecord | None, RunRecord | None]:
+    """The reference run and the candidate run, one after the other or taking turns step by step.
+
+    The reference is marked as such, and the candidate, when both ended ok,
+    carries its time ratios to it. Either is None only if Ctrl-C came before
+    it started.
+    """
     if interleave == "run":
-        return session.run(reference), session.run(candidate)
-    both = (reference, candidate)
-    core = lockstep.shared_core(candidate.loader)
-    ref, record = lockstep.run_lockstep(lambda i, turn: session.run(both[i], turn=turn), len(both), core)
+        ref, record = session.run(reference), session.run(candidate)
+    else:  # CPU settings are the process's: runs taking turns share one set, untuned
+        both = (replace(reference, cpu_tune=False), replace(candidate, cpu_tune=False))
+        core = lockstep.shared_core(candidate.loader)
+        ref, record = lockstep.run_lockstep(lambda i, turn: session.run(both[i], turn=turn), len(both), core)
+    if ref is not None:
+        ref.role = "reference"
+        if record is not None and ref.status == record.status == "ok":
+            link_reference(record, ref, interleave)
     return ref, record
 
 

@@ -16,9 +16,8 @@ put aside (so it trains exactly as it would alone). With one torch thread,
 both runs are also kept on one and the same CPU core: a VM's cores are not
 equally fast from moment to moment, and two runs on two cores would each
 measure their own (on the 2-core VM the noise of the ratio drops from ~9%
-to ~2% IQR/median). A run that ends early
-(failed, diverged) leaves, and the other goes on alone; an interrupted run
-interrupts the other too.
+to ~2% IQR/median). A run that ends early (failed, diverged) leaves, and
+the other goes on alone; an interrupted run interrupts the other too.
 """
 
 from __future__ import annotations
