@@ -1,7 +1,12 @@
 """``cifar-bench compare BASELINE CURRENT``: the regression gate.
 
-Runs are paired by recipe, device and variant (loader, precision,
-channels_last, compile). For each pair the gate asks two questions:
+Runs are paired by recipe, device and workload (see :mod:`cifar_bench.workload`:
+the components and their plugins, every hyperparameter, the data, the variant
+and the process count), so only like work is ever judged. Where one recipe
+did different work on the two sides (another model, another epoch count,
+synthetic data on one side), that pair is listed with exactly what differs
+and judged on nothing; if no pair is left to judge, that is bad input.
+For each pair of like work the gate asks two questions:
 
 * is the current code slower by more than ``--max-slowdown`` *and* is that
   slowdown significant across the repeats (see :mod:`cifar_bench.stats`)?
@@ -30,16 +35,16 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from . import workload
 from .errors import UsageError
 from .report import ENVIRONMENT_FIELDS, choice_type, load_runs, warn, write_output
 from .stats import SlowdownDecision, judge_slowdown
 
-PAIR_KEY = ("recipe", "device", "variant")
+PAIR_KEY = ("recipe", "device", "workload")
 METRICS = ("train_s", "total_s")
 FORMATS = ("text", "markdown", "json")
 FAILED = ("failed", "diverged")  # statuses that count against the current code
-#: What must match for two sides' times to be like for like; a difference is warned about.
-WORKLOAD_FIELDS = ("dataset_fingerprint", "train_size", "test_size", "epochs", "batch_size")
+DIFFERENT_WORK = "different work"  # the verdict of a pair whose sides did not do the same work
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Settings:
 class PairResult:
     recipe: str
     device: str
+    workload: str  # the workload key (of the current side, for a pair of different work)
     variant: str
     baseline_runs: int  # ok runs
     current_runs: int
@@ -71,7 +77,7 @@ class PairResult:
     current_time: float | None = None
     decision: SlowdownDecision | None = None
     accuracy_change: float | None = None  # points, current minus baseline medians
-    verdict: str = "not compared"  # regression | slower | faster | ok | accuracy only | not compared
+    verdict: str = "not compared"  # regression | slower | faster | ok | accuracy only | not compared | different work
     reasons: list[str] = field(default_factory=list)  # why the verdict, shortest first
 
     @property
@@ -101,34 +107,52 @@ def compare_runs(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settin
             "--ratio needs records with a reference timing (made with 'cifar-bench run --reference RECIPE'); "
             "none of these have one"
         )
-    base_keys, cur_keys = _keys(baseline), _keys(current)
-    shared = sorted(base_keys & cur_keys)
-    if not shared:
+    base_places, cur_places = _places(baseline), _places(current)
+    if not base_places & cur_places:
         raise UsageError(
-            "no recipe/device/variant of CURRENT matches one of BASELINE "
-            f"(baseline: {_key_list(base_keys)}; current: {_key_list(cur_keys)})"
+            "no recipe/device of CURRENT matches one of BASELINE "
+            f"(baseline: {_key_list(base_places)}; current: {_key_list(cur_places)})"
         )
-    notes = [f"only in baseline, not compared: {' / '.join(k)}" for k in sorted(base_keys - cur_keys)]
-    notes += [f"only in current, not compared: {' / '.join(k)}" for k in sorted(cur_keys - base_keys)]
-    warnings: list[str] = []
+    notes = [f"only in baseline, not compared: {_describe(baseline, k)}" for k in sorted(base_places - cur_places)]
+    notes += [f"only in current, not compared: {_describe(current, k)}" for k in sorted(cur_places - base_places)]
     pairs = []
-    for key in shared:
-        b, c = _select(baseline, key), _select(current, key)
-        pairs.append(judge_pair(key, b, c, settings))
-        warnings += workload_warnings(key, b[b.status == "ok"], c[c.status == "ok"])
-    if all(p.verdict == "not compared" for p in pairs):
-        reasons = "; ".join(f"{p.recipe}/{p.device}/{p.variant}: {', '.join(p.reasons)}" for p in pairs)
+    for place in sorted(base_places & cur_places):
+        b_runs, c_runs = _select(baseline, place), _select(current, place)
+        b_work, c_work = _workloads(b_runs), _workloads(c_runs)
+        for work in sorted(b_work.keys() & c_work.keys()):
+            key = (*place, work)
+            pairs.append(judge_pair(key, _select(b_runs, key), _select(c_runs, key), settings))
+        unmatched = sorted(b_work.keys() - c_work.keys())
+        for work in sorted(c_work.keys() - b_work.keys()):
+            if not unmatched:
+                notes.append(f"only in current, not compared: {_describe(current, (*place, work))}")
+                continue
+            # The baseline workload nearest to this one: what differs is then the change that was made.
+            nearest = min(unmatched, key=lambda w: len(workload.differences(b_work[w], c_work[work])))
+            unmatched.remove(nearest)
+            pairs.append(different_work((*place, work), b_work[nearest], c_work[work], current))
+        notes += [f"only in baseline, not compared: {_describe(baseline, (*place, w))}" for w in unmatched]
+    judged = [p for p in pairs if p.verdict not in ("not compared", DIFFERENT_WORK)]
+    if not judged:
+        reasons = "; ".join(f"{p.recipe} / {p.device}: {', '.join(p.reasons)}" for p in pairs)
         raise UsageError(f"nothing could be compared ({reasons})")
-    warnings = (
-        environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings) + warnings
-    )
+    warnings = environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings)
     return Comparison(settings, pairs, warnings, notes)
+
+
+def different_work(key: tuple[str, ...], base: dict, current: dict, runs: pd.DataFrame) -> PairResult:
+    """A recipe that did different work on the two sides: what differs, and no verdict on speed or accuracy."""
+    what = "; ".join(workload.differences(base, current))
+    variant = str(_select(runs, key)["variant"].iloc[0])
+    return PairResult(*key, variant=variant, baseline_runs=0, current_runs=0, verdict=DIFFERENT_WORK,
+                      reasons=[f"the sides did different work ({what}): not compared"])  # fmt: skip
 
 
 def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> PairResult:
     """The verdict for one recipe/device/variant, with its reasons."""
     b_ok, c_ok = baseline[baseline.status == "ok"], current[current.status == "ok"]
-    result = PairResult(*key, baseline_runs=len(b_ok), current_runs=len(c_ok))
+    variant = str(pd.concat([baseline, current])["variant"].iloc[0])
+    result = PairResult(*key, variant=variant, baseline_runs=len(b_ok), current_runs=len(c_ok))
     regressions: list[str] = []
 
     b_failed, c_failed = baseline[baseline.status.isin(FAILED)], current[current.status.isin(FAILED)]
@@ -204,21 +228,21 @@ def environment_warnings(baseline: pd.DataFrame, current: pd.DataFrame, settings
     return warnings
 
 
-def workload_warnings(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFrame) -> list[str]:
-    """Warn when paired runs did different amounts of work (epochs, subset sizes, data)."""
-    differing = []
-    for name in WORKLOAD_FIELDS:
-        b, c = _values(baseline, name), _values(current, name)
-        if b and c and b != c:
-            differing.append(f"{name} {'/'.join(b)} vs {'/'.join(c)}")
-    if not differing:
-        return []
-    what = "; ".join(differing)
-    return [f"{' / '.join(key)}: the sides did different work ({what}), so times are not like for like"]
+def _places(runs: pd.DataFrame) -> set[tuple[str, ...]]:
+    """The (recipe, device) pairs the runs cover."""
+    return set(runs[list(PAIR_KEY[:2])].itertuples(index=False, name=None))
 
 
-def _keys(runs: pd.DataFrame) -> set[tuple[str, ...]]:
-    return set(runs[list(PAIR_KEY)].itertuples(index=False, name=None))
+def _workloads(runs: pd.DataFrame) -> dict[str, dict]:
+    """workload key -> its description, for the runs of one recipe and device."""
+    return dict(zip(runs["workload"], runs["workload_description"], strict=True))
+
+
+def _describe(runs: pd.DataFrame, key: tuple[str, ...]) -> str:
+    """``recipe / device`` with the variant (and the workload key when one is given), for notes."""
+    selected = _select(runs, key)
+    variants = sorted(set(selected["variant"]))
+    return " / ".join([*key[:2], ", ".join(variants), *([f"workload {key[2]}"] if len(key) > 2 else [])])
 
 
 def _key_list(keys: set[tuple[str, ...]]) -> str:
@@ -227,7 +251,7 @@ def _key_list(keys: set[tuple[str, ...]]) -> str:
 
 def _select(runs: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
     mask = pd.Series(True, index=runs.index)
-    for column, value in zip(PAIR_KEY, key, strict=True):
+    for column, value in zip(PAIR_KEY, key, strict=False):
         mask &= runs[column] == value
     return runs[mask]
 
@@ -266,6 +290,7 @@ def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
             "recipe": p.recipe,
             "device": p.device,
             "variant": p.variant,
+            "workload": p.workload,
             "runs": f"{p.baseline_runs}/{p.current_runs}",
             f"baseline {s.label}": _fmt(p.baseline_time, ".4g"),
             f"current {s.label}": _fmt(p.current_time, ".4g"),

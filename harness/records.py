@@ -130,7 +130,12 @@ class RunRecord:
     # "padded_per_epoch"} of a data-parallel run (see distributed.py); None for one process.
     distributed: dict[str, Any] | None = None
     suite_key: str | None = None  # which run of a suite this is (see suite.py); lets a suite resume
-    cpu: dict[str, Any] | None = None  # {"threads", "onednn", "tuned_ms_per_step"}: the CPU settings trained with
+    # {"threads", "onednn", "tuned_ms_per_step", "decision", "measured_at", "key"}: the CPU settings trained
+    # with, and whether this run measured them or kept an earlier run's decision (see cpu_tuning.decide)
+    cpu: dict[str, Any] | None = None
+    # {"key", "components", "hyperparameters", "data", "variant", "world_size"}: the work this run did
+    # (see workload.py); only runs with equal keys are compared or summarised together
+    workload: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -217,11 +222,21 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; anything that stops it being read (but a missing file) is a :class:`RecordError`."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise RecordError(f"{path}: not a readable JSON record ({type(exc).__name__}: {exc})") from None
+
+
 def read_record(path: Path) -> dict[str, Any]:
     """Load one record as a dict in the current schema, refusing files that are not records of a known schema."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_json(path)
+    except FileNotFoundError as exc:
         raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise RecordError(f"{path}: not a cifar-bench run record (no schema_version)")

@@ -14,6 +14,7 @@ hardly at all.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,20 +25,20 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from .errors import UsageError
+from . import workload
+from .errors import UsageError, warn
 from .records import RecordError, read_record
+from .workload import VARIANT_DEFAULTS
 
-#: Defaults for fields that newer records have and older ones lack.
-VARIANT_DEFAULTS: dict[str, Any] = {
-    "loader": "tensor",
-    "precision": "fp32",
-    "channels_last": False,
-    "compile": False,
-    "deterministic": False,
-}
+#: What a run is grouped by unless ``--group-by`` says otherwise. ``workload`` keeps runs of one recipe
+#: that did different work (another model, other hyperparameters or data) in rows of their own.
+DEFAULT_GROUP_BY = ("recipe", "device", "variant", "workload")
 
-#: What a run is grouped by unless ``--group-by`` says otherwise.
-DEFAULT_GROUP_BY = ("recipe", "device", "variant")
+#: The component kinds, each a column of its own (``--group-by model``).
+COMPONENT_KINDS = ("dataset", "transform", "model", "loss", "optimizer", "scheduler")
+
+#: Columns that hold whole structures, not values to group or sort by.
+STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description")
 
 #: Measures summarised by ``report``: column -> label shown in tables.
 MEASURES: dict[str, str] = {
@@ -55,11 +56,6 @@ SECTIONS = ("timings", "throughput", "metrics", "environment", "dataset", "hyper
             "timings_ratio")  # fmt: skip
 
 FORMATS = ("text", "github", "markdown", "latex", "html", "csv", "json")
-
-
-def warn(message: str) -> None:
-    """One warning line on stderr, in the CLI's style."""
-    print(f"cifar-bench: warning: {message}", file=sys.stderr)
 
 
 # -- loading --------------------------------------------------------------------
@@ -126,6 +122,8 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     world = _section(data, "distributed").get("world_size")
     variant["world_size"] = world if isinstance(world, int) and not isinstance(world, bool) and world > 1 else 1
     accuracy = _number(metrics.get("test_accuracy"))
+    description = workload.describe(data)
+    components = _section(data, "components")
     return {
         "run_id": str(data.get("run_id") or path.stem),
         "path": str(path),
@@ -145,6 +143,10 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "synthetic": dataset.get("synthetic"),
         "epochs": hp.get("epochs"),
         "batch_size": hp.get("batch_size"),
+        "hyperparameters": dict(hp),
+        **{f"{kind}_component": _component_name(components.get(kind)) for kind in COMPONENT_KINDS},
+        "workload": workload.key(description),
+        "workload_description": description,
         "setup_s": _number(timings.get("setup_s")),
         "train_s": _number(timings.get("train_s")),
         "eval_s": _number(timings.get("eval_s")),
@@ -173,6 +175,10 @@ def variant_label(variant: Mapping[str, Any]) -> str:
     flags = [name for name in ("channels_last", "compile", "deterministic") if variant.get(name)]
     processes = [f"{variant['world_size']} processes"] if variant.get("world_size", 1) > 1 else []
     return " ".join([str(variant.get("loader")), str(variant.get("precision")), *flags, *processes])
+
+
+def _component_name(ref: Any) -> str | None:
+    return str(ref.get("name")) if isinstance(ref, Mapping) and ref.get("name") is not None else None
 
 
 def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -210,12 +216,44 @@ def select_status(
     return runs[runs["status"] == "ok"]
 
 
+def group_columns(runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
+    """``runs`` with a column for each name in ``group_by``: a run column, a component kind or a hyperparameter.
+
+    A component kind (``model``) groups by the component's name; any other
+    name that is not a column is looked up in each run's hyperparameters
+    (``lr``, ``momentum``), a run that lacks it showing as ``None``.
+    """
+    hyperparameters = set().union(*(h for h in runs["hyperparameters"] if isinstance(h, Mapping)))
+    added = {}
+    for name in group_by:
+        if name in runs.columns and name not in STRUCTURED and name not in COMPONENT_KINDS:
+            continue
+        if name in COMPONENT_KINDS:
+            added[name] = runs[f"{name}_component"]
+        elif name in hyperparameters:
+            added[name] = [h.get(name) if isinstance(h, Mapping) else None for h in runs["hyperparameters"]]
+        else:
+            columns = {c for c in runs.columns if c not in STRUCTURED and not c.endswith("_component")}
+            known = sorted(columns | set(COMPONENT_KINDS) | hyperparameters)
+            raise UsageError(
+                f"cannot group by {name}: use a column, a component kind or a hyperparameter ({', '.join(known)})"
+            )
+    return runs.assign(**{k: [_hashable(v) for v in values] for k, values in added.items()})
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
 def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) -> pd.DataFrame:
-    """Run count, then median and IQR of each measure, per group."""
-    unknown = [c for c in group_by if c not in runs.columns or c in ("epoch_loss",)]
-    if unknown:
-        known = ", ".join(sorted(c for c in runs.columns if c not in ("epoch_loss",)))
-        raise UsageError(f"cannot group by {', '.join(unknown)}: known columns are {known}")
+    """Run count, then median and IQR of each measure, per group.
+
+    Grouped by ``workload`` (the default does), the table gains a ``differs``
+    column wherever one recipe covers several workloads, saying what sets
+    each apart (``model=resnet18 (resnet)``): rows that look alike by name
+    are never alike in work.
+    """
+    runs = group_columns(runs, group_by)
     keys = list(group_by)
     grouped = runs.assign(**{k: runs[k].astype(str) for k in keys}).groupby(keys, sort=True, dropna=False)
     table = grouped.size().rename("runs").to_frame()
@@ -223,7 +261,29 @@ def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) ->
         values = grouped[column]
         table[label] = values.median()
         table[f"{label} IQR"] = values.quantile(0.75) - values.quantile(0.25)
-    return table.reset_index()
+    table = table.reset_index()
+    if "workload" in keys:
+        within = "recipe" if "recipe" in keys else None
+        differs = _differs(runs, within)
+        if any(differs.values()):
+            places = table[within] if within else [None] * len(table)
+            labels = [differs.get((place, w), "") for place, w in zip(places, table["workload"], strict=True)]
+            table.insert(keys.index("workload") + 1, "differs", labels)
+    return table
+
+
+def _differs(runs: pd.DataFrame, within: str | None) -> dict[tuple[Any, str], str]:
+    """(recipe, workload key) -> what sets it apart from the recipe's other workloads ("" when it is alone)."""
+    labels: dict[tuple[Any, str], str] = {}
+    groups = runs.groupby(within, sort=False) if within else [(None, runs)]
+    for place, group in groups:
+        descriptions = dict(zip(group["workload"], group["workload_description"], strict=True))
+        if len(descriptions) < 2:
+            continue
+        varying = workload.varying(list(descriptions.values()))
+        for key, description in descriptions.items():
+            labels[place, key] = workload.label(description, varying)
+    return labels
 
 
 def sort_table(table: pd.DataFrame, spec: str | None) -> pd.DataFrame:

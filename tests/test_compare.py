@@ -127,7 +127,7 @@ def test_runs_pair_by_recipe_device_and_variant(tmp_path, capsys):
 def test_nothing_in_common_is_bad_input(tmp_path, capsys):
     code = main(["compare", str(side(tmp_path / "a", recipe="x")), str(side(tmp_path / "b", recipe="y"))])
     err = capsys.readouterr().err
-    assert code == 2 and "no recipe/device/variant of CURRENT matches" in err and "x / cpu" in err
+    assert code == 2 and "no recipe/device of CURRENT matches" in err and "x / cpu" in err
 
 
 def test_only_skipped_runs_is_bad_input(tmp_path, capsys):
@@ -159,12 +159,36 @@ def test_same_environment_gives_no_warnings(tmp_path, capsys):
     assert report["warnings"] == [] and err == ""
 
 
-def test_different_amounts_of_work_are_warned_about(tmp_path, capsys):
-    shorter = [record(train_s=t) for t in STEADY]
+def test_runs_of_one_recipe_that_did_different_work_are_named_and_never_judged(tmp_path, capsys):
+    shorter = [record(train_s=t) for t in STEADY]  # the same recipe, one epoch instead of two: twice as fast
     for r in shorter:
         r["hyperparameters"]["epochs"] = 1
-    _, report, _ = compare(tmp_path, side(tmp_path / "a"), write(tmp_path / "b", *shorter), capsys=capsys)
-    assert any("did different work (epochs 2 vs 1)" in w for w in report["warnings"])
+    code = main(["compare", str(side(tmp_path / "a")), str(write(tmp_path / "b", *shorter))])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "nothing could be compared" in err and "different work (epochs: 2 vs 1)" in err
+
+
+def test_another_model_under_the_same_recipe_name_is_named_by_component_and_plugin(tmp_path, capsys):
+    swapped = [record(train_s=t * 4.5) for t in STEADY]  # 355% slower: a different model, not a regression
+    for r in swapped:
+        r["components"]["model"] = {"name": "mini_vgg", "plugin": "userplugin"}
+    base = write(tmp_path / "a", *(record(train_s=t) for t in STEADY), *(record("other", train_s=t) for t in STEADY))
+    cur = write(tmp_path / "b", *swapped, *(record("other", train_s=t) for t in STEADY))
+    code, report, _ = compare(tmp_path, base, cur, capsys=capsys)
+    assert code == 0  # the pair of like work ("other") is judged; the different one is only listed
+    (different,) = [p for p in report["pairs"] if p["recipe"] == "baseline"]
+    assert different["verdict"] == "different work" and different["decision"] is None
+    assert "model: net (baseline) vs mini_vgg (userplugin)" in different["reasons"][0]
+
+
+def test_real_data_against_synthetic_data_is_different_work(tmp_path, capsys):
+    real = [record(train_s=t * 1.4) for t in STEADY]
+    for r in real:
+        r["dataset"].update(name="cifar10", fingerprint="f00d", synthetic=False)
+    code = main(["compare", str(side(tmp_path / "a")), str(write(tmp_path / "b", *real))])
+    err = capsys.readouterr().err
+    assert code == 2 and "data: synthetic abc123 (synthetic) vs cifar10 f00d" in err
 
 
 # -- schema versions and bad files -----------------------------------------------------------------
@@ -191,10 +215,18 @@ def test_a_newer_record_named_directly_is_bad_input(tmp_path, capsys):
 
 
 def test_an_older_record_missing_timings_compares_without_crashing(tmp_path, capsys):
-    old = {"schema_version": 1, "run_id": "old", "status": "ok", "recipe": "baseline", "device": "cpu"}
+    old = {k: v for k, v in record().items() if k not in ("timings", "throughput", "metrics", "memory")}
+    old["schema_version"] = 1  # the same work, as a first-schema record without any timings
     code = main(["compare", str(side(tmp_path / "a")), str(write(tmp_path / "b", old))])
     err = capsys.readouterr().err
     assert code == 2 and "no train s on the current side" in err
+
+
+def test_a_bare_older_record_is_different_work_named_field_by_field(tmp_path, capsys):
+    old = {"schema_version": 1, "run_id": "old", "status": "ok", "recipe": "baseline", "device": "cpu"}
+    code = main(["compare", str(side(tmp_path / "a")), str(write(tmp_path / "b", old))])
+    err = capsys.readouterr().err
+    assert code == 2 and "different work (model: net (baseline) vs absent" in err and "epochs: 2 vs absent" in err
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,41 @@ def test_variant_fields_split_groups_and_default_when_absent(tmp_path):
     }
 
 
+def test_one_recipe_name_covering_two_workloads_is_two_rows_saying_what_differs(tmp_path):
+    swapped = [record(train_s=40.0), record(train_s=41.0)]
+    for r in swapped:
+        r["components"]["model"] = {"name": "resnet18", "plugin": "resnet"}
+    folder = write(tmp_path, record(), record(), *swapped, record("other"))
+    table = summarize(load_runs([folder]).runs)
+    rows = {(r.recipe, r.differs): r.runs for r in table.itertuples()}
+    assert rows == {
+        ("baseline", "model=net (baseline)"): 2,
+        ("baseline", "model=resnet18 (resnet)"): 2,
+        ("other", ""): 1,
+    }
+
+
+def test_synthetic_and_real_data_or_other_epochs_are_never_one_row(tmp_path):
+    real, short = record(), record()
+    real["dataset"].update(name="cifar10", fingerprint="f00d", synthetic=False)
+    short["hyperparameters"]["epochs"] = 1
+    table = summarize(load_runs([write(tmp_path, record(), real, short)]).runs)
+    assert len(table) == 3 and all(table["runs"] == 1)
+    assert "epochs=1" in " ".join(table["differs"]) and "(synthetic)" in " ".join(table["differs"])
+
+
+def test_group_by_a_component_kind_or_a_hyperparameter(tmp_path, capsys):
+    fast = record(train_s=5.0)
+    fast["components"]["model"] = {"name": "resnet18", "plugin": "resnet"}
+    fast["hyperparameters"]["lr"] = 0.01
+    folder = write(tmp_path, record(), record(), fast)
+    code, out, _ = run_cli("report", folder, "--group-by", "model,lr", "--format", "csv", capsys=capsys)
+    assert code == 0
+    rows = pd.read_csv(io.StringIO(out))
+    groups = sorted(zip(rows["model"], rows["lr"], rows["runs"], strict=True))
+    assert groups == [("net", 0.001, 2), ("resnet18", 0.01, 1)]
+
+
 # -- the summary ----------------------------------------------------------------------
 
 
