@@ -28,7 +28,7 @@ from .console import Console
 from .data import default_cache_dir
 from .devices import parse_devices
 from .errors import RunFailed, UsageError
-from .records import RunRecord, write_record
+from .records import RunRecord
 from .registry import collect
 from .runner import RunConfig, Session, resolve_hyperparameters
 from .variants import PRECISIONS, Variant
@@ -120,7 +120,9 @@ def build_parser() -> Parser:
         "--threads", type=_positive_int, help="CPU threads for torch (recorded) [tuned: see --no-cpu-tune]"
     )
     run.add_argument("--no-cpu-tune", dest="cpu_tune", action="store_false",
-                     help="train with torch's CPU defaults instead of the fastest measured in the warm-up")  # fmt: skip
+                     help="train with torch's CPU defaults, not the fastest measured on this machine")  # fmt: skip
+    run.add_argument("--retune", action="store_true",
+                     help="measure the CPU settings again, not keeping this machine's earlier choice")  # fmt: skip
     run.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="autocast precision [fp32]")
     run.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and data")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (timed as its own phase)")
@@ -252,6 +254,7 @@ def run_config(args) -> RunConfig:
         stop_at_target=args.stop_at_target,
         deterministic=args.deterministic,
         cpu_tune=args.cpu_tune,
+        retune=args.retune,
         threads=args.threads,
     )
 
@@ -281,16 +284,16 @@ def run_runs(args) -> int:
             else:
                 ref, record = run_with_reference(session, replace(reference, device=device, seed=candidate.seed,
                                                                   repeat=repeat), candidate, interleave)  # fmt: skip
+            results_dir = args.results_dir if world.main else None  # rank 0 writes for all ranks
             if ref is not None:
                 records.append(ref)
-                if world.main:  # rank 0 writes for all ranks
-                    write_record(ref, args.results_dir)
+                session.finish(ref, results_dir)
             if record is None:  # interrupted before the candidate started
                 print(run_table(records))
                 return 130
             records.append(record)
             record.suite_key = args.suite_key
-            path = write_record(record, args.results_dir) if world.main else None
+            path = session.finish(record, results_dir)
             if not args.quiet or args.repeats == 1:
                 print(f"record: {path}")
             if "interrupted" in (record.status, ref.status if ref else None):
@@ -364,21 +367,22 @@ def run_table(records: Sequence[RunRecord | Mapping[str, Any]], settings: Sequen
 
     dicts = [r.to_dict() if isinstance(r, RunRecord) else r for r in records]
     runs = pd.DataFrame([flatten(r, Path(str(r.get("run_id")))) for r in dicts])
-    keys = ["recipe", "device", "variant", *(["setting"] if settings is not None else [])]
+    keys = ["recipe", "device", "variant", "workload", *(["setting"] if settings is not None else [])]
     if settings is not None:
         runs["setting"] = list(settings)
     rows = []
     ok = runs[runs["status"] == "ok"]
+    shown = [k for k in keys if k != "workload"]  # split by it, but named by what differs (if anything)
     if len(ok):
         for _, group in summarize(ok, keys).iterrows():
-            row = {k: group[k] for k in (*keys, "runs")}
+            row = {k: group[k] for k in (*shown, *(["differs"] if "differs" in group else []), "runs")}
             row["status"] = "ok"
             for label in MEASURES.values():
                 spread = f" [{_number(group[label + ' IQR'])}]" if group["runs"] > 1 else ""
                 row[label] = f"{_number(group[label])}{spread}"
             rows.append(row)
     for _, run in runs[runs["status"] != "ok"].iterrows():
-        rows.append({k: run[k] for k in keys} | {"runs": 1, "status": f"{run['status']}: {run['error']}"})
+        rows.append({k: run[k] for k in shown} | {"runs": 1, "status": f"{run['status']}: {run['error']}"})
     note = "median [IQR] over repeats" if any(r.get("runs", 1) > 1 for r in rows) else ""
     return tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True) + (f"\n({note})" if note else "")
 

@@ -35,6 +35,8 @@ class Console:
             f"{run.recipe} on {run.device} ({run.loader} loader): {run.dataset}, "
             f"{run.train_size:,} train / {run.test_size:,} test images; {hp}"
         )
+        if run.cpu_settings:
+            self._print(f"CPU settings: {run.cpu_settings}")
 
     @hookimpl
     def train_progress(self, run: RunInfo, progress: TrainProgress) -> None:

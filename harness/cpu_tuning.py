@@ -10,19 +10,36 @@ wants every core and oneDNN. So the harness measures instead of guessing.
 
 Tuning runs inside the warm-up phase (never in train time), on the run's
 model, optimizer and batch shape; the warm-up then puts weights, optimizer
-state and random streams back, so tuning changes speed, never results. The
-settings chosen, and what each candidate measured, go into the record.
+state and random streams back. The settings chosen, and what each candidate
+measured, go into the record.
+
+The thread count and the kernels change how floating-point sums are ordered,
+so they decide the last bits of every loss. A choice made afresh from a
+fraction of a second of timing in every run would make the same command give
+different numbers on the same machine. So the choice is made once per
+machine and step (:func:`decide`): the first run measures, the decision is
+kept in the cache folder, keyed by the CPU model, the torch version and the
+step's signature (model, batch shape, variant), and every later run reuses
+it until ``--retune`` asks for a new measurement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
+
+from . import environment
+from .records import RecordError, read_json, utc_now, write_json_atomic
 
 BUDGET_S = 0.25  # seconds of steps per candidate and round: enough for a stable median
 MAX_STEPS = 50  # per candidate and round, for fast steps
@@ -76,3 +93,95 @@ def tune(step: Callable[[], object], options: list[CpuSettings]) -> tuple[CpuSet
     medians = {option: statistics.median(t) for option, t in times.items()}
     best = min(medians, key=medians.get)
     return best, {option.label: round(1e3 * ms, 4) for option, ms in medians.items()}
+
+
+#: The file in the cache folder that keeps every decision made on this machine.
+DECISIONS_FILE = "cpu-tuning.json"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The CPU settings a step trains with, and where that choice came from."""
+
+    settings: CpuSettings
+    timings: dict[str, float]  # candidate label -> median ms per step, as measured when decided
+    measured_at: str  # when the timings were taken (UTC)
+    how: str  # "measured" (in this run) or "kept" (an earlier run's measurement on this machine)
+    key: str  # names the machine and step the decision belongs to
+
+    def describe(self) -> str:
+        when = "measured now" if self.how == "measured" else f"kept from {self.measured_at}; --retune measures again"
+        return f"{self.settings.label} ({when})"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "threads": self.settings.threads,
+            "onednn": self.settings.onednn,
+            "tuned_ms_per_step": self.timings,
+            "decision": self.how,
+            "measured_at": self.measured_at,
+            "key": self.key,
+        }
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    """What a run asks of tuning: its step's signature, where decisions are kept, and whether to measure again."""
+
+    signature: Mapping[str, Any]  # what makes one step different from another: model, batch shape, variant
+    folder: Path  # the cache folder holding DECISIONS_FILE
+    retune: bool = False
+    threads: int | None = None  # the user fixed the thread count: only the kernels are chosen
+
+    def decide(self, step: Callable[[], object]) -> Decision:
+        options = candidates(self.threads)
+        key = decision_key(environment.cpu_model(), self.signature, options)
+        return decide(step, options, key, self.folder, retune=self.retune)
+
+
+def decision_key(cpu: str, signature: Mapping[str, Any], options: list[CpuSettings]) -> str:
+    """Names one machine (CPU model, torch version) and one step signature (and the candidates offered)."""
+    what = {"cpu": cpu, "torch": torch.__version__, "step": dict(signature), "options": [o.label for o in options]}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def decide(
+    step: Callable[[], object],
+    options: list[CpuSettings],
+    key: str,
+    folder: Path,
+    *,
+    retune: bool = False,
+) -> Decision:
+    """The settings for this step: the decision kept in ``folder`` for ``key``, else measured now and kept."""
+    path = folder / DECISIONS_FILE
+    decisions = _read_decisions(path)
+    kept = decisions.get(key)
+    by_label = {option.label: option for option in options}
+    if not retune and isinstance(kept, Mapping) and kept.get("label") in by_label:
+        timings = kept.get("tuned_ms_per_step")
+        return Decision(
+            by_label[kept["label"]],
+            dict(timings) if isinstance(timings, Mapping) else {},
+            str(kept.get("measured_at", "")),
+            "kept",
+            key,
+        )
+    best, timings = tune(step, options)
+    decision = Decision(best, timings, utc_now(), "measured", key)
+    decisions = _read_decisions(path)  # again: another process may have decided other steps meanwhile
+    decisions[key] = {"label": best.label, "tuned_ms_per_step": timings, "measured_at": decision.measured_at}
+    # An unwritable cache folder: the run goes on with what it measured, and later runs measure again.
+    with contextlib.suppress(OSError):
+        write_json_atomic(path, decisions)
+    return decision
+
+
+def _read_decisions(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        return {}
+    except (OSError, RecordError):
+        return {}  # unreadable: measured again, and rewritten whole
+    return data if isinstance(data, dict) else {}

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .errors import RunFailed, UsageError
+from .errors import RunFailed, UsageError, first_line
 
 #: What torchrun sets in each rank's environment; all three mean "launched by torchrun".
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -215,7 +215,7 @@ def rank_failure(world: World, exc: BaseException, *, traceback: bool) -> BaseEx
     exits quietly (the launcher prints the first rank's error, once); under a
     torchrun of the user's own, it is printed as this rank's one line.
     """
-    message = str(exc) if isinstance(exc, UsageError) else f"{type(exc).__name__}: {_first_line(exc)}"
+    message = str(exc) if isinstance(exc, UsageError) else f"{type(exc).__name__}: {first_line(exc)}"
     folder = os.environ.get(ERROR_DIR_ENV)
     if folder:
         _write_error(Path(folder), world.rank, world.size, message, 2 if isinstance(exc, UsageError) else 1)
@@ -300,11 +300,6 @@ def _torchrun(argv: Sequence[str]) -> int:
             _write_error(Path(folder), rank, size, how, 1, failure.timestamp)
         return code if code > 0 else 1
     return 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
@@ -24,6 +25,28 @@ class RunFailed(Exception):
     """A run started but could not finish. Exit code 1."""
 
     exit_code = 1
+
+
+class ObserverError(Exception):
+    """A plugin's lifecycle hook raised: the run is recorded as failed, naming the plugin and the hook."""
+
+    def __init__(self, plugin: str, hook: str, cause: BaseException) -> None:
+        super().__init__(
+            f"plugin {plugin!r} failed in {hook}: {type(cause).__name__}: {first_line(cause)} "
+            f"(disable it with -p no:{plugin})"
+        )
+        self.plugin, self.hook, self.cause = plugin, hook, cause
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def warn(message: str, kind: str = "warning") -> None:
+    """One line on stderr, in the CLI's style: ``cifar-bench: warning: ...``."""
+    print(f"cifar-bench: {kind}: {message}", file=sys.stderr)
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str], hint: str = "") -> UsageError:

@@ -22,6 +22,7 @@ class RunInfo:
     steps_per_epoch: int
     epochs: int
     repeat: int = 0  # which repeat of the recipe this is, from 0
+    cpu_settings: str = ""  # on a CPU: the threads and kernels it trains with, and whether measured or kept
 
 
 @dataclass(frozen=True)

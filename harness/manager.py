@@ -32,7 +32,7 @@ from types import ModuleType
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UsageError
+from .errors import ObserverError, PluginError, UsageError, first_line
 
 ENTRY_POINT_GROUP = "cifar_bench"
 AUTOLOAD_ENV = "CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -48,6 +48,9 @@ DEFAULT_PLUGINS = {
     "resnet": "cifar_bench.plugins.resnet",
     "airbench": "cifar_bench.plugins.airbench",
 }
+
+#: The hooks the training loop calls at its edges; each observer is called on its own (see Plugins.notify).
+LIFECYCLE_HOOKS = ("run_start", "train_progress", "epoch_end", "run_end")
 
 #: Where a plugin came from, as ``cifar-bench plugins`` shows it.
 SOURCES = ("built-in", "entry point", "module", "file")
@@ -77,6 +80,23 @@ class Plugins:
     @property
     def hook(self) -> pluggy.HookRelay:
         return self.pm.hook
+
+    def notify(self, hook_name: str, **kwargs: object) -> None:
+        """Tell every observer of a lifecycle hook, each called on its own, in pluggy's order.
+
+        One observer that raises does not keep the others from being told
+        (a plugin storing records still gets the record when another one
+        fails); the first failure is then raised as an
+        :class:`~cifar_bench.errors.ObserverError` naming its plugin and the hook.
+        """
+        failure: ObserverError | None = None
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            try:
+                impl.function(*(kwargs[name] for name in impl.argnames))
+            except Exception as exc:
+                failure = failure or ObserverError(impl.plugin_name, hook_name, exc)
+        if failure is not None:
+            raise failure
 
     def check_broken(self) -> None:
         """Refuse to run with a broken plugin: its components might be the ones asked for."""
@@ -167,7 +187,7 @@ def _register(
     try:
         plugin = load()
     except Exception as exc:
-        broken(f"plugin {name!r} ({source}) failed to import: {type(exc).__name__}: {_first_line(exc)}", exc)
+        broken(f"plugin {name!r} ({source}) failed to import: {type(exc).__name__}: {first_line(exc)}", exc)
         return
     if plugin is None:
         broken(f"plugin {name!r} ({source}) loaded as None, not a module or an object with hooks")
@@ -216,6 +236,8 @@ def _hook_problem(pm: pluggy.PluginManager, plugin: object) -> str | None:
             close = difflib.get_close_matches(hook_name, specs, n=1, cutoff=0.6)
             hint = f": did you mean {close[0]!r}?" if close else f": the hooks are {', '.join(sorted(specs))}"
             return f"{hook_name!r} is not a cifar-bench hook{hint}"
+        if hook_name in LIFECYCLE_HOOKS and (opts.get("hookwrapper") or opts.get("wrapper")):
+            return f"{hook_name!r} is an observer hook: implement it plainly, not as a wrapper"
         function = getattr(plugin, attr)
         try:
             params = inspect.signature(function).parameters
@@ -284,8 +306,3 @@ def _import_file(path: Path) -> ModuleType:
         del sys.modules[module_name]
         raise
     return module
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,23 +11,24 @@ interrupted is still recorded with what it got to.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import resource
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import cpu_tuning, devices, distributed, environment
+from . import cpu_tuning, devices, distributed, environment, workload
 from .batches import LOADERS, LoaderBatches, TensorBatches, normalize_split
 from .components import Dataset, DataSource, Recipe, Transform
 from .data import TensorSplit, balanced_subset, default_cache_dir, load_tensors
-from .errors import PluginError, UsageError
+from .errors import ObserverError, PluginError, UsageError, first_line, warn
 from .events import EpochResult, RunInfo, TrainProgress
 from .manager import Plugins
 from .records import (
@@ -40,6 +41,7 @@ from .records import (
     Timings,
     new_run_id,
     utc_now,
+    write_record,
 )
 from .registry import Registry
 from .timing import PhaseTimer
@@ -51,6 +53,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "log_every": 2000,  # steps between loss-log lines
 }
 PROGRESS_EVERY = 50  # steps between train_progress events: cheap, yet smooth for a progress bar
+#: Hyperparameters the harness itself reads (the loop, the loaders, the schedule and the model's output size).
+HARNESS_KEYS = frozenset({"batch_size", "epochs", "eval_batch_size", "log_every", "lr", "schedule_per", "num_classes"})
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class RunConfig:
     target_acc: float | None = None  # evaluate after each epoch and note when this is reached
     stop_at_target: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms for the run
-    cpu_tune: bool = True  # time CPU settings in the warm-up and train with the fastest (see cpu_tuning)
+    cpu_tune: bool = True  # train with the CPU settings measured fastest for this step on this machine (cpu_tuning)
+    retune: bool = False  # measure the CPU settings again instead of keeping this machine's earlier decision
     threads: int | None = None  # fix the CPU threads (tuning then only picks the kernels)
     repeat: int = 0
 
@@ -112,8 +117,46 @@ class _Progress:
     cpu: dict[str, Any] | None = None  # the CPU settings trained with, and what tuning measured
 
 
+class WatchedHyperparameters(Mapping):
+    """The hyperparameters as factories see them, noting every key a factory looks up.
+
+    This is how the harness knows which keys a run's components read, so
+    that a ``--set`` key nobody reads (a typo) is refused before training.
+    Factories read what they need when they are called, as every built-in
+    one does; a key read only later (inside a training step) is not seen.
+    """
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values, self.read = values, set(HARNESS_KEYS)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)  # Mapping.get and `in` come through here too
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def check_overrides_read(overrides: Mapping[str, Any], hp: WatchedHyperparameters, recipe: Recipe) -> None:
+    """Refuse a hyperparameter the user set that no component of the run read: it would change nothing."""
+    unread = sorted(set(overrides) - hp.read)
+    if not unread:
+        return
+    known = sorted(hp.read | set(recipe.hyperparameters) - set(unread))
+    name = unread[0]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"the run reads {', '.join(known)}"
+    raise UsageError(f"hyperparameter {name!r} is read by no component of recipe {recipe.name!r}: {hint}")
+
+
 def resolve_hyperparameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
     hp = {**DEFAULT_HYPERPARAMETERS, **recipe.hyperparameters, **overrides}
+    for key, value in hp.items():
+        if not _finite(value):
+            raise UsageError(f"hyperparameter {key} must be a finite value, got {value!r}")
     for key in ("batch_size", "epochs", "eval_batch_size", "log_every"):
         value = hp.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -124,17 +167,33 @@ def resolve_hyperparameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dic
     return hp
 
 
+def _finite(value: Any) -> bool:
+    """False for NaN or an infinity anywhere in a value (a JSON record cannot hold them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
 class Session:
     """Loaded plugins and registry, plus data already decoded in this process."""
 
     def __init__(self, plugins: Plugins, registry: Registry) -> None:
         self.plugins, self.registry = plugins, registry
         self._data: dict[tuple, PreparedData] = {}
+        self._infos: dict[str, RunInfo] = {}  # run id -> what observers were told, until finish()
 
     # -- the run ----------------------------------------------------------------
 
     def run(self, config: RunConfig, turn: Callable[[], None] | None = None) -> RunRecord:
         """One run, recorded whatever its end; ``turn``, if given, is called after each training step.
+
+        Returns the run's record, not yet written and not yet shown to
+        ``run_end`` observers: whoever runs it may add to it (a suite key, a
+        reference's ratios) and then hands it to :meth:`finish`.
 
         ``turn`` is how a run takes turns with another (``lockstep.py``): the
         time it takes is not billed to this run, and this run's random state
@@ -154,6 +213,10 @@ class Session:
         skip = devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device)
         run_id = new_run_id(recipe.name, config.device)
         progress = _Progress(PhaseTimer(lambda: devices.synchronize(device)))
+        # What observers are told; the sizes are filled in once the data is read.
+        progress.info = RunInfo(run_id=run_id, recipe=recipe.name, device=config.device, loader=config.loader,
+                                hyperparameters=hp, dataset=entries["dataset"].name, train_size=0, test_size=0,
+                                steps_per_epoch=0, epochs=hp["epochs"], repeat=config.repeat)  # fmt: skip
 
         def record(status: str, error: str | None = None) -> RunRecord:
             own_s = time.perf_counter() - start - progress.timer.away_s  # not another run's turns
@@ -161,7 +224,7 @@ class Session:
                                 started_at, own_s)  # fmt: skip
 
         if skip:
-            return record("skipped", skip)
+            return self._keep(progress.info, record("skipped", skip))
         try:
             torch.use_deterministic_algorithms(config.deterministic)
             between_steps = _turn_taker(turn, progress.timer, device) if turn else None
@@ -171,17 +234,39 @@ class Session:
             result.metrics.diverged_at = {"epoch": exc.epoch, "step": exc.step}
         except KeyboardInterrupt:
             result = record("interrupted", "interrupted (Ctrl-C)")
+        except ObserverError as exc:  # a plugin's hook raised: the run stops, and its record names the plugin
+            warn(str(exc), "error")
+            result = record("failed", str(exc))
         except (UsageError, PluginError):
             raise  # bad input: the whole command stops with exit code 2
         except Exception as exc:  # out of memory, a kernel the device lacks ...
             if world.distributed:
                 raise  # this rank must end now, or the others wait for it in their next collective
-            result = record("failed", f"{type(exc).__name__}: {_first_line(exc)}")
+            result = record("failed", f"{type(exc).__name__}: {first_line(exc)}")
         else:
             result = record("ok")
-        if progress.info is not None:
-            self.plugins.hook.run_end(run=progress.info, record=result)
-        return result
+        return self._keep(progress.info, result)
+
+    def _keep(self, info: RunInfo, record: RunRecord) -> RunRecord:
+        self._infos[record.run_id] = info
+        return record
+
+    def finish(self, record: RunRecord, results_dir: Path | None) -> Path | None:
+        """Show the final record to every ``run_end`` observer, then write it: the one way a record is stored.
+
+        An observer that raises does not lose the record: it is written with
+        status ``failed`` and an error naming the plugin and the hook (and
+        said on stderr). ``results_dir`` None: tell the observers, write
+        nothing (a data-parallel rank other than 0). Returns the file written.
+        """
+        info = self._infos.pop(record.run_id, None) or info_from_record(record)
+        try:
+            self.plugins.notify("run_end", run=info, record=record)
+        except ObserverError as exc:
+            warn(f"{exc}; the run's record is kept, marked failed", "error")
+            record.status = "failed"
+            record.error = str(exc) if record.error is None else f"{record.error}; then {exc}"
+        return write_record(record, results_dir) if results_dir is not None else None
 
     def _train_and_evaluate(self, config, hp, entries, device, run_id, recipe, progress: _Progress, world,
                             between_steps) -> None:  # fmt: skip
@@ -191,43 +276,48 @@ class Session:
 
         with timer.phase("setup"):
             data = progress.data = self._prepare_data(entries["dataset"], config)
-            transform = build(entries["transform"], Transform, hp)
             num_classes = len(data.dataset.classes)
             hp.setdefault("num_classes", num_classes)
+            watched = WatchedHyperparameters(hp)  # notes which keys the factories read
+            transform = build(entries["transform"], Transform, watched)
             torch.manual_seed(config.seed)  # the model's initial weights
-            model = build(entries["model"], torch.nn.Module, hp).to(device)
-            loss_fn = build(entries["loss"], torch.nn.Module, hp).to(device)
+            model = build(entries["model"], torch.nn.Module, watched).to(device)
+            loss_fn = build(entries["loss"], torch.nn.Module, watched).to(device)
             if variant.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            optimizer = build(entries["optimizer"], torch.optim.Optimizer, hp, model.parameters())
+            optimizer = build(entries["optimizer"], torch.optim.Optimizer, watched, model.parameters())
             shuffle = torch.Generator().manual_seed(config.seed)  # batch order
             # Ranks augment independently (rank 0 as a single process would), but shuffle alike.
             augment_rng = torch.Generator(device=device).manual_seed(config.seed + world.rank)
             train_batches, test_batches = self._batches(data, transform, hp, device, config, shuffle, world)
             progress.distributed = world.describe(hp["batch_size"], len(data.train_indices), config.loader)
-            scheduler = self._scheduler(entries, optimizer, hp, len(train_batches))
+            scheduler = self._scheduler(entries, optimizer, watched, len(train_batches))
+            check_overrides_read(config.hyperparameters, watched, recipe)
             step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng, world)
 
         with timer.phase("warmup"):  # torch.compile compiles here, never inside train time
             tune = config.cpu_tune and device.type == "cpu" and not variant.compile and not world.distributed
-            step.warm_up(_warmup_batches(train_batches), _warmup_batches(test_batches), tune, config.threads)
+            warmup_train = _warmup_batches(train_batches)
+            tuning = None
+            if tune:
+                signature = {"model": [entries["model"].name, entries["model"].plugin],
+                             "batch": list(warmup_train[0][0].shape), "loader": config.loader,
+                             "variant": [variant.precision, variant.channels_last, config.deterministic]}  # fmt: skip
+                tuning = cpu_tuning.TuningRequest(signature, config.cache_dir or default_cache_dir(), config.retune,
+                                                  config.threads)  # fmt: skip
+            step.warm_up(warmup_train, _warmup_batches(test_batches), tuning)
             progress.cpu = step.cpu_record() if device.type == "cpu" else None
 
-        info = progress.info = RunInfo(
-            run_id=run_id,
-            recipe=recipe.name,
-            device=config.device,
-            loader=config.loader,
-            hyperparameters=hp,
+        info = progress.info = replace(
+            progress.info,
             dataset=data.dataset.name,
             train_size=len(data.train_indices),
             test_size=len(data.test_indices),
             steps_per_epoch=len(train_batches),
-            epochs=hp["epochs"],
-            repeat=config.repeat,
+            cpu_settings=step.decision.describe() if step.decision else "",
         )
-        hook = self.plugins.hook
-        hook.run_start(run=info)
+        notify = self.plugins.notify
+        notify("run_start", run=info)
 
         step_scheduler = scheduler if hp.get("schedule_per", "epoch") == "step" else None
         for epoch in range(1, hp["epochs"] + 1):
@@ -235,7 +325,7 @@ class Session:
             with step.cpu.applied(), timer.phase("train"):
                 mean_loss = train_epoch(
                     step, train_batches, step_scheduler, epoch=epoch, log_every=hp["log_every"],
-                    report=lambda p: hook.train_progress(run=info, progress=p), between_steps=between_steps,
+                    report=lambda p: notify("train_progress", run=info, progress=p), between_steps=between_steps,
                 )  # fmt: skip
                 if scheduler is not None and step_scheduler is None:
                     scheduler.step()
@@ -243,7 +333,8 @@ class Session:
             progress.epoch_loss.append(mean_loss)
             progress.epoch_seconds.append(timer.seconds["train"] - before)
             progress.images_trained += info.train_size
-            hook.epoch_end(run=info, epoch=EpochResult(epoch, mean_loss, progress.epoch_seconds[-1], info.train_size))
+            result = EpochResult(epoch, mean_loss, progress.epoch_seconds[-1], info.train_size)
+            notify("epoch_end", run=info, epoch=result)
             if config.target_acc is not None and epoch < hp["epochs"]:
                 with timer.phase("epoch_eval"):  # kept out of train time
                     accuracy = _accuracy(*evaluate(step.model, test_batches, num_classes, variant, device))
@@ -337,7 +428,7 @@ class Session:
         correct, total = progress.correct, progress.total
         train_s, eval_s = seconds.get("train", 0.0), seconds.get("eval", 0.0)
         classes = list(data.dataset.classes) if data else []
-        return RunRecord(
+        record = RunRecord(
             run_id=run_id,
             status=status,
             recipe=recipe.name,
@@ -353,7 +444,13 @@ class Session:
             started_at=started_at,
             error=error,
             environment=environment.collect("" if skip else devices.device_name(device)),
-            overrides={"components": dict(config.components), "hyperparameters": dict(config.hyperparameters)},
+            overrides={
+                "components": dict(config.components),
+                "hyperparameters": dict(config.hyperparameters),
+                "dataset": config.dataset,
+                "limit_train": config.limit_train,
+                "limit_test": config.limit_test,
+            },
             dataset=None
             if data is None
             else DatasetInfo(
@@ -394,6 +491,8 @@ class Session:
             distributed=progress.distributed,
             cpu=progress.cpu,
         )
+        record.workload = workload.identify(record.to_dict())
+        return record
 
 
 class TrainStep:
@@ -412,7 +511,7 @@ class TrainStep:
         self.loss_fn, self.optimizer, self.device = loss_fn, optimizer, device
         self.augment, self.augment_rng = augment, augment_rng
         self.autocast = variant.autocast(device)
-        self.cpu, self.cpu_timings = cpu_tuning.current(), None  # settings to train with; see warm_up
+        self.cpu, self.decision = cpu_tuning.current(), None  # settings to train with; see warm_up
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler(device.type) if variant.precision == "fp16" else None
 
@@ -431,8 +530,8 @@ class TrainStep:
             self.scaler.update()
         return loss.detach()
 
-    def warm_up(self, train_batches, eval_batches, tune_cpu: bool = False, threads: int | None = None) -> None:
-        """Run each batch shape once (and tune the CPU settings), then put every state back as it was.
+    def warm_up(self, train_batches, eval_batches, tuning: cpu_tuning.TuningRequest | None = None) -> None:
+        """Run each batch shape once (and choose the CPU settings), then put every state back as it was.
 
         Compiles (and primes kernels and caches) for the training and the
         evaluation shapes, so that none of that lands in train or eval time,
@@ -449,9 +548,10 @@ class TrainStep:
         self.model.train()
         for x, y in train_batches:
             self(x, y)
-        if tune_cpu:
+        if tuning is not None:
             x, y = train_batches[0]
-            self.cpu, self.cpu_timings = cpu_tuning.tune(lambda: self(x, y), cpu_tuning.candidates(threads))
+            self.decision = tuning.decide(lambda: self(x, y))
+            self.cpu = self.decision.settings
         for x, _ in eval_batches:
             with torch.inference_mode(), self.autocast:
                 self.model.eval()
@@ -466,7 +566,18 @@ class TrainStep:
         self.optimizer.zero_grad()
 
     def cpu_record(self) -> dict[str, Any]:
-        return {"threads": self.cpu.threads, "onednn": self.cpu.onednn, "tuned_ms_per_step": self.cpu_timings}
+        if self.decision is not None:
+            return self.decision.to_record()
+        return {"threads": self.cpu.threads, "onednn": self.cpu.onednn, "tuned_ms_per_step": None, "decision": None}
+
+
+def info_from_record(record: RunRecord) -> RunInfo:
+    """What observers are told of a run whose record was made without one (a suite's run that never started)."""
+    dataset = record.dataset
+    return RunInfo(run_id=record.run_id, recipe=record.recipe, device=record.device, loader=record.loader,
+                   hyperparameters=record.hyperparameters, dataset=dataset.name if dataset else "",
+                   train_size=dataset.train_size if dataset else 0, test_size=dataset.test_size if dataset else 0,
+                   steps_per_epoch=0, epochs=record.hyperparameters.get("epochs", 0))  # fmt: skip
 
 
 def _turn_taker(turn: Callable[[], None], timer: PhaseTimer, device: torch.device) -> Callable[[], float]:
@@ -548,11 +659,6 @@ def _memory(device: torch.device) -> Memory:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return Memory(device_peak_bytes=peak, host_peak_rss_bytes=rss)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- the loop -------------------------------------------------------------------

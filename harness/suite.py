@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
-from . import distributed, environment, manager
+from . import distributed, environment, manager, workload
 from .batches import LOADERS
 from .console import Console
 from .devices import parse_devices, unavailable_reason
@@ -63,7 +63,6 @@ from .records import (
     new_run_id,
     read_record,
     utc_now,
-    write_record,
 )
 from .runner import resolve_hyperparameters
 from .variants import PRECISIONS
@@ -355,7 +354,7 @@ def failed_record(run: SuiteRun, error: str, started_at: str, seconds: float) ->
     """The record of a run that could not produce its own (bad data, a data-parallel run that failed)."""
     nproc = run.options.get("nproc")
     batch = run.hyperparameters.get("batch_size")
-    return RunRecord(
+    record = RunRecord(
         run_id=new_run_id(run.recipe, run.device),
         status="failed",
         recipe=run.recipe,
@@ -389,6 +388,8 @@ def failed_record(run: SuiteRun, error: str, started_at: str, seconds: float) ->
         },
         suite_key=run.key,
     )
+    record.workload = workload.identify(record.to_dict())
+    return record
 
 
 # -- the command --------------------------------------------------------------------------
@@ -453,7 +454,7 @@ def cmd_suite(args) -> int:
         print(f"{name}: running ({left} to run{eta})", flush=True)
         argv = [*plugin_args, *run.argv(results_dir, quiet=args.quiet)]
         if "nproc" in run.options and unavailable_reason(run.device) is None:
-            status = _run_distributed(run, argv, results_dir)
+            status = _run_distributed(run, argv, session, results_dir)
         else:
             torch.set_num_threads(run.options.get("threads", default_threads))
             status = _run_here(run, argv, session, results_dir)
@@ -490,11 +491,11 @@ def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str
     except (UsageError, PluginError) as exc:  # data missing, say: this run fails, the suite goes on
         record = failed_record(run, str(exc), started_at, time.perf_counter() - start)
     record.suite_key = run.key
-    print(f"record: {write_record(record, results_dir)}")
+    print(f"record: {session.finish(record, results_dir)}")
     return record.status
 
 
-def _run_distributed(run: SuiteRun, argv: list[str], results_dir: Path) -> str:
+def _run_distributed(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str:
     """One data-parallel run under torchrun; a run that died without a record gets a failed one."""
     started_at, start = utc_now(), time.perf_counter()
     before = {r["run_id"] for r in records_by_key(results_dir, {run.key}).get(run.key, [])}
@@ -510,7 +511,7 @@ def _run_distributed(run: SuiteRun, argv: list[str], results_dir: Path) -> str:
     message = error or f"exited with code {code} and wrote no record"
     record = failed_record(run, message, started_at, time.perf_counter() - start)
     print(f"cifar-bench: error: {message}", file=sys.stderr)
-    print(f"record: {write_record(record, results_dir)}")
+    print(f"record: {session.finish(record, results_dir)}")
     return "failed"
 
 

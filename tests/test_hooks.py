@@ -6,6 +6,7 @@ tests/test_meta.py fails when a hook spec has no test here.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -26,8 +27,13 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(cache_dir):
-    """Run a recipe with the built-in plugins plus ``probe``, registered as plugin 'probe'."""
+def results_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def run(cache_dir, results_dir):
+    """Run a recipe with the built-in plugins plus ``probe`` (plugin 'probe'), then finish it as the CLI does."""
 
     def run_with(probe: object, recipe: str = "baseline", epochs: int = 1, **config):
         plugins = manager.build(autoload=False)  # no installed plugin takes part
@@ -39,6 +45,7 @@ def run(cache_dir):
         hp = {"epochs": epochs, "batch_size": BATCH, **config.pop("hyperparameters", {})}
         record = session.run(RunConfig(recipe=recipe, hyperparameters=hp, cache_dir=cache_dir, **config))
         assert record.status == "ok", record.error
+        session.finish(record, results_dir)
         return record
 
     return run_with
@@ -253,8 +260,10 @@ def test_hook_epoch_end(observed):
     assert names[1:] == ["train_progress"] * 3 + ["epoch_end"] + ["train_progress"] * 3 + ["epoch_end", "run_end"]
 
 
-def test_hook_run_end(observed):
+def test_hook_run_end(observed, results_dir):
     observer, record = observed
     assert observer.events[-1] == ("run_end", record)  # last, with the finished record itself
     (finished,) = observer.of("run_end")
     assert finished is record and finished.metrics.test_accuracy is not None
+    written = json.loads((results_dir / f"{record.run_id}.json").read_text())
+    assert written == json.loads(json.dumps(finished.to_dict()))  # exactly what run_end saw
