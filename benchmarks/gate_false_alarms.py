@@ -59,8 +59,8 @@ from tabulate import tabulate
 
 from cifar_bench import manager
 from cifar_bench.cli import main as cli
-from cifar_bench.cli import run_with_reference
 from cifar_bench.environment import cpu_model
+from cifar_bench.orchestration import run_with_reference
 from cifar_bench.records import write_record
 from cifar_bench.registry import collect
 from cifar_bench.runner import RunConfig, Session
@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_session() -> Session:
     plugins = manager.build([str(SLOW_PLUGIN)], autoload=False)
     plugins.check_broken()
-    return Session(plugins, collect(plugins.pm))
+    return Session(plugins, collect(plugins))
 
 
 def config(args: argparse.Namespace, seed: int, slow: bool) -> RunConfig:

@@ -4,14 +4,26 @@ This module is the public API that plugins use; anything not exported here
 may change without notice.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 from .components import Dataset, DataSource, Recipe, Transform
-from .data import fingerprint_arrays, read_image_folder
 from .errors import DataError, PluginError, UsageError
 from .events import EpochResult, RunInfo, TrainProgress
 from .hookspecs import hookimpl
 from .records import RunRecord
+
+# Exported, but imported on first use: they need torch and torchvision, and importing cifar_bench
+# (which every command, and the pytest plugin in every test session, does) must not load those.
+_LAZY = {"fingerprint_arrays": "data", "read_image_folder": "data"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value  # found directly from now on
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,6 @@ from torchvision import transforms
 from .data import TensorSplit
 from .distributed import SINGLE, World
 
-LOADERS = ("tensor", "dataloader")
-
 
 def normalize_split(
     split: TensorSplit, normalize: Callable, device: torch.device, memory_format=torch.contiguous_format

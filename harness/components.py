@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch only for the annotations: importing this module must stay cheap (see cli.py)
+    import torch
 
 #: Resolved hyperparameters of one run, read-only for factories.
 Hyperparameters = Mapping[str, Any]
@@ -58,7 +59,7 @@ class Transform:
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where the user asked the data to come from (``--data-dir``, ``--download``)."""
+    """Where the user asked the data to come from: ``--data-root`` (downloads go there) or ``--data-dir``."""
 
     root: str = "./data"
     data_dir: str | None = None
@@ -85,14 +86,18 @@ class Dataset:
     source: str = ""
 
 
-# The factory signatures, one per component kind.
-DatasetFactory = Callable[[DataSource], Dataset]
-TransformFactory = Callable[[Hyperparameters], Transform]
-ModelFactory = Callable[[Hyperparameters], torch.nn.Module]
-LossFactory = Callable[[Hyperparameters], torch.nn.Module]
-OptimizerFactory = Callable[[Any, Hyperparameters], torch.optim.Optimizer]
-# (optimizer, hyperparameters, steps_per_epoch) -> scheduler
-SchedulerFactory = Callable[[torch.optim.Optimizer, Hyperparameters, int], torch.optim.lr_scheduler.LRScheduler]
+if TYPE_CHECKING:
+    # The factory signatures, one per component kind.
+    DatasetFactory = Callable[[DataSource], Dataset]
+    TransformFactory = Callable[[Hyperparameters], Transform]
+    ModelFactory = Callable[[Hyperparameters], torch.nn.Module]
+    LossFactory = Callable[[Hyperparameters], torch.nn.Module]
+    OptimizerFactory = Callable[[Any, Hyperparameters], torch.optim.Optimizer]
+    # (optimizer, hyperparameters, steps_per_epoch) -> scheduler
+    SchedulerFactory = Callable[[torch.optim.Optimizer, Hyperparameters, int], torch.optim.lr_scheduler.LRScheduler]
 
-#: The component kinds, in the order a recipe lists them.
-KINDS = ("dataset", "transform", "model", "loss", "optimizer", "scheduler", "recipe")
+#: The component kinds a recipe names, in the order it lists them.
+COMPONENT_KINDS = ("dataset", "transform", "model", "loss", "optimizer", "scheduler")
+
+#: What the registry holds: every component kind, and recipes.
+KINDS = (*COMPONENT_KINDS, "recipe")

@@ -22,7 +22,6 @@ from torchvision.datasets import ImageFolder
 from .components import Dataset
 from .errors import DataError
 
-CACHE_ENV = "CIFAR_BENCH_CACHE"
 _CACHE_FORMAT = 1  # bump when the cache file layout changes
 
 
@@ -38,13 +37,6 @@ class TensorSplit:
 
     def subset(self, indices: torch.Tensor) -> TensorSplit:
         return TensorSplit(self.images[indices], self.labels[indices])
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cifar-bench"
 
 
 # -- reading an ImageFolder copy ----------------------------------------------

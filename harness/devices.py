@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:  # torch is imported where a device is looked at, so that parsing a device list stays cheap
+    import torch
 
 KNOWN = ("cpu", "cuda", "mps")
 
@@ -29,6 +32,8 @@ def parse_devices(spec: str) -> list[str]:
 
 def unavailable_reason(device: str) -> str | None:
     """Why ``device`` cannot run here, or ``None`` when it can."""
+    import torch
+
     kind, _, index = device.partition(":")
     if kind == "cpu":
         return None
@@ -47,6 +52,8 @@ def unavailable_reason(device: str) -> str | None:
 
 def synchronize(device: torch.device) -> None:
     """Wait until all work queued on ``device`` is done, so that a timer reads true time."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -54,6 +61,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":

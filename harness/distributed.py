@@ -51,7 +51,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .errors import RunFailed, UsageError, first_line
+from .errors import ObserverError, RunFailed, UsageError, first_line
 
 #: What torchrun sets in each rank's environment; all three mean "launched by torchrun".
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -215,7 +215,8 @@ def rank_failure(world: World, exc: BaseException, *, traceback: bool) -> BaseEx
     exits quietly (the launcher prints the first rank's error, once); under a
     torchrun of the user's own, it is printed as this rank's one line.
     """
-    message = str(exc) if isinstance(exc, UsageError) else f"{type(exc).__name__}: {first_line(exc)}"
+    # Our own errors say what went wrong (and which plugin) in their message; others need their type.
+    message = str(exc) if isinstance(exc, (UsageError, ObserverError)) else f"{type(exc).__name__}: {first_line(exc)}"
     folder = os.environ.get(ERROR_DIR_ENV)
     if folder:
         _write_error(Path(folder), world.rank, world.size, message, 2 if isinstance(exc, UsageError) else 1)

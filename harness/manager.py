@@ -25,7 +25,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -49,11 +49,8 @@ DEFAULT_PLUGINS = {
     "airbench": "cifar_bench.plugins.airbench",
 }
 
-#: The hooks the training loop calls at its edges; each observer is called on its own (see Plugins.notify).
+#: The hooks the training loop calls at its edges; each observer is called on its own (see PluginManager.notify).
 LIFECYCLE_HOOKS = ("run_start", "train_progress", "epoch_end", "run_end")
-
-#: Where a plugin came from, as ``cifar-bench plugins`` shows it.
-SOURCES = ("built-in", "entry point", "module", "file")
 
 
 @dataclass(frozen=True)
@@ -61,25 +58,32 @@ class PluginInfo:
     """One plugin as ``cifar-bench plugins`` shows it; ``error`` is set when it is broken."""
 
     name: str
-    source: str  # one of SOURCES
+    source: str  # "built-in", "entry point", "module" or "file"
     version: str | None
     hooks: tuple[str, ...]
     location: str = ""  # module name, file path, or entry point value and its distribution
     error: str | None = None
 
 
-@dataclass
-class Plugins:
-    """A loaded plugin manager, with what was loaded and what was not."""
+class PluginManager(pluggy.PluginManager):
+    """pluggy's plugin manager, with what was loaded and what was not, as pytest's own extends it.
 
-    pm: pluggy.PluginManager
-    info: dict[str, PluginInfo] = field(default_factory=dict)  # every plugin, broken ones too
-    broken: dict[str, str] = field(default_factory=dict)  # name -> one-line error
-    causes: dict[str, BaseException] = field(default_factory=dict)  # name -> the exception behind it
+    pluggy validates every plugin as it registers (a hook's arguments against
+    its spec, and, through ``check_pending``, hooks that do not exist); this
+    class keeps each plugin's :class:`PluginInfo` (a broken one's with its
+    one-line error) and tells observers one at a time (:meth:`notify`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}  # every plugin by name, in load order, broken ones too
+        self.causes: dict[str, BaseException] = {}  # a broken plugin's name -> the exception behind it
 
     @property
-    def hook(self) -> pluggy.HookRelay:
-        return self.pm.hook
+    def broken(self) -> dict[str, str]:
+        """Each broken plugin's name -> its one-line error."""
+        return {name: info.error for name, info in self.info.items() if info.error}
 
     def notify(self, hook_name: str, **kwargs: object) -> None:
         """Tell every observer of a lifecycle hook, each called on its own, in pluggy's order.
@@ -90,7 +94,7 @@ class Plugins:
         :class:`~cifar_bench.errors.ObserverError` naming its plugin and the hook.
         """
         failure: ObserverError | None = None
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
             try:
                 impl.function(*(kwargs[name] for name in impl.argnames))
             except Exception as exc:
@@ -105,12 +109,60 @@ class Plugins:
                 f"{error} (disable it with -p no:{name}; --traceback shows the details)"
             ) from self.causes.get(name)
 
+    def load(self, name: str, source: str, load: Callable[[], object], version: str | None = None,
+             location: str = "") -> None:  # fmt: skip
+        """Import one plugin and register it, or keep it as broken with a one-line error."""
+
+        def broken(error: str, cause: BaseException | None = None) -> None:
+            if cause is not None:
+                self.causes[name] = cause
+            self.info[name] = PluginInfo(name, source, version, (), location, error)
+
+        if name in self.info:
+            # Keep the first loaded, but refuse to run: refusing the second by name is what makes the clash visible.
+            first = self.info[name]
+            error = (
+                f"two plugins are named {name!r}: the {first.source} one ({first.location}) and the "
+                f"{source} one ({location}); rename one, or disable both with -p no:{name}"
+            )
+            self.info[name] = replace(first, error=error)
+            return
+        try:
+            plugin = load()
+        except Exception as exc:
+            broken(f"plugin {name!r} ({source}) failed to import: {type(exc).__name__}: {first_line(exc)}", exc)
+            return
+        if plugin is None:
+            broken(f"plugin {name!r} ({source}) loaded as None, not a module or an object with hooks")
+            return
+        if self.is_registered(plugin):
+            return  # the same module again (as built-in and -p, say): pytest does nothing either
+        wrapper = _wrapped_observer(self, plugin)
+        if wrapper:
+            broken(f"plugin {name!r} ({source}) has a bad hook: {wrapper!r} is an observer hook: "
+                   "implement it plainly, not as a wrapper")  # fmt: skip
+            return
+        try:
+            self.register(plugin, name=name)  # pluggy checks each hook's arguments against its spec
+            self.check_pending()  # and that each hook exists (every plugin before this one passed)
+        except pluggy.PluginValidationError as exc:
+            if self.get_plugin(name) is not None:
+                self.unregister(name=name)
+            broken(f"plugin {name!r} ({source}) has a bad hook: {_explain(self, plugin, exc)}", exc)
+            return
+        hooks = tuple(sorted(h.name for h in self.get_hookcallers(plugin) or ()))
+        if version is None:
+            version = _version_of(plugin, source)
+        if not location and isinstance(plugin, ModuleType):
+            location = plugin.__name__
+        self.info[name] = PluginInfo(name, source, version, hooks, location)
+
 
 def build(
     plugins: Sequence[str] = (),
     *,
     autoload: bool | None = None,
-) -> Plugins:
+) -> PluginManager:
     """Make the plugin manager and load every plugin, as described in the module docs.
 
     :param plugins: the ``-p`` values, in order: ``module.path``,
@@ -118,17 +170,14 @@ def build(
     :param autoload: load the entry-point plugins; by default, unless
         ``CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD`` is set to anything but "" or "0".
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    loaded = Plugins(pm)
-
+    pm = PluginManager()
     blocked = {p[3:] for p in plugins if p.startswith("no:")}
     for name in blocked:
         pm.set_blocked(name)
 
     for name, module in DEFAULT_PLUGINS.items():
         if name not in blocked:
-            _register(loaded, name, "built-in", lambda m=module: importlib.import_module(m), location=module)
+            pm.load(name, "built-in", lambda m=module: importlib.import_module(m), location=module)
 
     if autoload is None:
         autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
@@ -139,7 +188,7 @@ def build(
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
             where = f"{ep.value} from {dist}" if dist else ep.value
-            _register(loaded, ep.name, "entry point", ep.load, version, where)
+            pm.load(ep.name, "entry point", ep.load, version, where)
 
     seen: set[str] = set()
     for spec in plugins:
@@ -151,112 +200,47 @@ def build(
             if not path.is_file():
                 raise UsageError(f"-p {spec}: no such plugin file")
             if path.stem not in blocked:
-                _register(loaded, path.stem, "file", lambda p=path: _import_file(p), location=str(path))
+                pm.load(path.stem, "file", lambda p=path: _import_file(p), location=str(path))
         elif not all(part.isidentifier() for part in spec.split(".")):
             raise UsageError(f"-p {spec}: not a module path (a.b.c) or a .py file, nor no:NAME")
         elif spec not in blocked:
-            _register(loaded, spec, "module", lambda m=spec: _import_module(m), location=spec)
-    return loaded
+            pm.load(spec, "module", lambda m=spec: _import_module(m), location=spec)
+    return pm
 
 
-def _register(
-    loaded: Plugins,
-    name: str,
-    source: str,
-    load: Callable[[], object],
-    version: str | None = None,
-    location: str = "",
-) -> None:
-    """Load one plugin and register it, or keep it aside as broken with a one-line error."""
-
-    def broken(error: str, cause: BaseException | None = None) -> None:
-        loaded.broken[name] = error
-        if cause is not None:
-            loaded.causes[name] = cause
-        loaded.info[name] = PluginInfo(name, source, version, (), location, error)
-
-    if name in loaded.info:
-        # Keep the first: refusing the second by name is what makes the clash visible.
-        first = loaded.info[name]
-        loaded.broken[name] = (
-            f"two plugins are named {name!r}: the {first.source} one ({first.location}) and the "
-            f"{source} one ({location}); rename one, or disable both with -p no:{name}"
-        )
-        loaded.causes.pop(name, None)
-        return
-    try:
-        plugin = load()
-    except Exception as exc:
-        broken(f"plugin {name!r} ({source}) failed to import: {type(exc).__name__}: {first_line(exc)}", exc)
-        return
-    if plugin is None:
-        broken(f"plugin {name!r} ({source}) loaded as None, not a module or an object with hooks")
-        return
-    if loaded.pm.is_registered(plugin):
-        return  # the same module again (as built-in and -p, say): pytest does nothing either
-    problem = _hook_problem(loaded.pm, plugin)
-    if problem:
-        broken(f"plugin {name!r} ({source}) has a bad hook: {problem}")
-        return
-    try:
-        loaded.pm.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:  # a wrapper that is not a generator, say
-        broken(f"plugin {name!r} ({source}) has a bad hook: {'; '.join(str(exc).splitlines())}", exc)
-        if loaded.pm.get_plugin(name) is not None:  # older pluggy registers hooks up to the bad one
-            loaded.pm.unregister(name=name)
-        return
-    hooks = tuple(sorted(h.name for h in loaded.pm.get_hookcallers(plugin) or ()))
-    if version is None:
-        version = _version_of(plugin, source)
-    if not location and isinstance(plugin, ModuleType):
-        location = plugin.__name__
-    loaded.info[name] = PluginInfo(name, source, version, hooks, location)
+def _wrapped_observer(pm: PluginManager, plugin: object) -> str | None:
+    """A lifecycle hook this plugin implements as a wrapper (they are called one by one: see notify)."""
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        name = (opts or {}).get("specname") or attr
+        if opts and name in LIFECYCLE_HOOKS and (opts.get("hookwrapper") or opts.get("wrapper")):
+            return name
+    return None
 
 
-def _hook_problem(pm: pluggy.PluginManager, plugin: object) -> str | None:
-    """What is wrong with the plugin's hook implementations, in one line; None if nothing.
-
-    pluggy checks arguments too, but only for hooks it knows, and it lets a
-    misspelt hook name through silently (the hook is then never called), so
-    both are checked here, with a suggestion for the name.
-    """
-    specs = {
-        name: inspect.signature(getattr(hookspecs, name)).parameters
-        for name in dir(hookspecs)
-        if pm.parse_hookspec_opts(hookspecs, name) is not None
-    }
+def _explain(pm: PluginManager, plugin: object, error: pluggy.PluginValidationError) -> str:
+    """pluggy's verdict on a plugin, in one line that says what to change (a hook name, an argument)."""
+    specs = {name: caller.spec for name, caller in vars(pm.hook).items() if getattr(caller, "spec", None)}
     for attr in dir(plugin):
         opts = pm.parse_hookimpl_opts(plugin, attr)
         if opts is None:
             continue
         hook_name = opts.get("specname") or attr
-        if hook_name not in specs:
+        spec = specs.get(hook_name)
+        if spec is None:
             if opts.get("optionalhook"):
                 continue
             close = difflib.get_close_matches(hook_name, specs, n=1, cutoff=0.6)
             hint = f": did you mean {close[0]!r}?" if close else f": the hooks are {', '.join(sorted(specs))}"
             return f"{hook_name!r} is not a cifar-bench hook{hint}"
-        if hook_name in LIFECYCLE_HOOKS and (opts.get("hookwrapper") or opts.get("wrapper")):
-            return f"{hook_name!r} is an observer hook: implement it plainly, not as a wrapper"
-        function = getattr(plugin, attr)
-        try:
-            params = inspect.signature(function).parameters
-        except (TypeError, ValueError):
-            return f"{hook_name!r} is not a function"
-        # As pluggy does: arguments with defaults are optional, and never passed.
-        args = [
-            name
-            for name, p in params.items()
-            if p.default is inspect.Parameter.empty
-            and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        ]
-        extra = [a for a in args if a not in specs[hook_name]]
+        args = pluggy.HookImpl(plugin, attr, getattr(plugin, attr), opts).argnames
+        extra = [a for a in args if a not in spec.argnames]
         if extra:
             return (
                 f"{hook_name}({', '.join(args)}) takes {', '.join(repr(a) for a in extra)}, "
-                f"which the hook does not pass; its arguments are ({', '.join(specs[hook_name])})"
+                f"which the hook does not pass; its arguments are ({', '.join(spec.argnames)})"
             )
-    return None
+    return "; ".join(str(error).splitlines())  # a wrapper that is not a generator, say: pluggy's own words
 
 
 def _version_of(plugin: object, source: str) -> str | None:
@@ -280,9 +264,9 @@ def _version_of(plugin: object, source: str) -> str | None:
     return None
 
 
-def register_inline(loaded: Plugins, plugin: object, name: str) -> None:
+def register_inline(pm: PluginManager, plugin: object, name: str) -> None:
     """Register an object made by the harness itself (the console, for instance)."""
-    loaded.pm.register(plugin, name=name)
+    pm.register(plugin, name=name)
 
 
 def _import_module(name: str) -> ModuleType:

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from .errors import UsageError
 from .report import load_runs, select_status
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not when the command line is built
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 SUFFIXES = (".png", ".svg")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -40,6 +42,9 @@ def series_label(runs: pd.DataFrame) -> pd.Series:
 
 def draw(runs: pd.DataFrame) -> Figure:
     """The three-panel figure for ``ok`` runs (as loaded by :func:`load_runs`)."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
     runs = runs.assign(series=series_label(runs))
     series = sorted(runs["series"].unique())
     devices = sorted(runs["device"].unique())

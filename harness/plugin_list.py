@@ -25,13 +25,12 @@ def add_command(commands, plugin_flag: Callable[[argparse.ArgumentParser, str], 
     parser.set_defaults(func=cmd_plugins)
 
 
-def plugin_rows(plugins: manager.Plugins) -> list[dict]:
+def plugin_rows(plugins: manager.PluginManager) -> list[dict]:
     """One dict per plugin, in load order, broken ones included (``error`` set)."""
     rows = []
-    for name, info in plugins.info.items():
+    for info in plugins.info.values():
         row = asdict(info)
         row["hooks"] = list(info.hooks)
-        row["error"] = plugins.broken.get(name, info.error)  # a name clash leaves the first one loaded
         rows.append(row)
     return rows
 
@@ -57,4 +56,18 @@ def cmd_plugins(args) -> int:
     for r in rows:
         if r["error"]:
             print(f"broken plugin {r['name']!r}: {r['error']}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    """``cifar-bench list``: every registered component, by kind, with the plugin that provided it."""
+    from .orchestration import load
+
+    plugins, session = load(args)
+    rows = [
+        {"kind": e.kind, "name": e.name, "plugin": e.plugin, "description": e.description} for e in session.registry
+    ]
+    print(tabulate(rows, headers="keys", tablefmt="simple"))
+    for name, error in plugins.broken.items():
+        print(f"broken plugin {name!r}: {error}")
     return 0

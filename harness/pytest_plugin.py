@@ -62,7 +62,7 @@ def cifar_bench_session(cifar_bench_plugins: list[str]) -> Session:
 
     plugins = manager.build(cifar_bench_plugins)
     plugins.check_broken()
-    return Session(plugins, collect(plugins.pm))
+    return Session(plugins, collect(plugins))
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def benchmark_train_step(benchmark, cifar_bench_session: Session) -> Callable[..
         transform = build(entry["transform"], Transform, hp)
         model = build(entry["model"], torch.nn.Module, hp).to(target)
         loss_fn = build(entry["loss"], torch.nn.Module, hp).to(target)
-        optimizer = build(entry["optimizer"], torch.optim.Optimizer, hp, model.parameters())
+        optimizer = build(entry["optimizer"], torch.optim.Optimizer, model.parameters(), hp)
         generator = torch.Generator().manual_seed(seed)
         x = torch.rand((hp["batch_size"], *input_shape), generator=generator).to(target)
         x = transform.normalize(x)

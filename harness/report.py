@@ -25,9 +25,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from . import workload
+from . import variants, workload
 from .errors import UsageError, warn
-from .records import RecordError, read_record
+from .records import RecordError, RunRecord, read_record
 from .workload import VARIANT_DEFAULTS
 
 #: What a run is grouped by unless ``--group-by`` says otherwise. ``workload`` keeps runs of one recipe
@@ -133,7 +133,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "recipe": recipe,
         "device": device,
         **variant,
-        "variant": variant_label(variant),
+        "variant": variants.label(variant),
         "started_at": str(data.get("started_at") or ""),
         "seed": data.get("seed"),
         "dataset": dataset.get("name"),
@@ -164,17 +164,6 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "ratio_total_s": _number(ratios.get("total_s")),
         "error": data.get("error"),
     }
-
-
-def variant_label(variant: Mapping[str, Any]) -> str:
-    """``tensor fp32``, ``tensor bf16 channels_last compile``, ``tensor fp32 2 processes`` ...
-
-    What changes how a run computes; a data-parallel run's process count
-    too, so that report and compare never pool or pair it with one process.
-    """
-    flags = [name for name in ("channels_last", "compile", "deterministic") if variant.get(name)]
-    processes = [f"{variant['world_size']} processes"] if variant.get("world_size", 1) > 1 else []
-    return " ".join([str(variant.get("loader")), str(variant.get("precision")), *flags, *processes])
 
 
 def _component_name(ref: Any) -> str | None:
@@ -379,3 +368,38 @@ def cmd_report(args) -> int:
     table = sort_table(summarize(runs, group_by), args.sort)
     write_output(render(table, args.format), args.output)
     return 0
+
+
+# -- the table a run or a suite ends with -------------------------------------------------
+
+
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def run_table(records: Sequence[RunRecord | Mapping[str, Any]], settings: Sequence[str] | None = None) -> str:
+    """Median [IQR] per recipe, device and variant; runs that did not finish, with their reason.
+
+    ``records`` are records or their dicts (as read back from files); ``settings``, one label per record,
+    also splits the groups (a suite's runs of one recipe may differ in more than device and variant).
+    """
+    dicts = [r.to_dict() if isinstance(r, RunRecord) else r for r in records]
+    runs = pd.DataFrame([flatten(r, Path(str(r.get("run_id")))) for r in dicts])
+    keys = ["recipe", "device", "variant", "workload", *(["setting"] if settings is not None else [])]
+    if settings is not None:
+        runs["setting"] = list(settings)
+    rows = []
+    ok = runs[runs["status"] == "ok"]
+    shown = [k for k in keys if k != "workload"]  # split by it, but named by what differs (if anything)
+    if len(ok):
+        for _, group in summarize(ok, keys).iterrows():
+            row = {k: group[k] for k in (*shown, *(["differs"] if "differs" in group else []), "runs")}
+            row["status"] = "ok"
+            for label in MEASURES.values():
+                spread = f" [{_short(group[label + ' IQR'])}]" if group["runs"] > 1 else ""
+                row[label] = f"{_short(group[label])}{spread}"
+            rows.append(row)
+    for _, run in runs[runs["status"] != "ok"].iterrows():
+        rows.append({k: run[k] for k in shown} | {"runs": 1, "status": f"{run['status']}: {run['error']}"})
+    note = "median [IQR] over repeats" if any(r.get("runs", 1) > 1 for r in rows) else ""
+    return tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True) + (f"\n({note})" if note else "")

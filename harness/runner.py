@@ -25,12 +25,13 @@ from typing import Any
 import torch
 
 from . import cpu_tuning, devices, distributed, environment, workload
-from .batches import LOADERS, LoaderBatches, TensorBatches, normalize_split
+from .batches import LoaderBatches, TensorBatches, normalize_split
+from .cache import default_cache_dir
 from .components import Dataset, DataSource, Recipe, Transform
-from .data import TensorSplit, balanced_subset, default_cache_dir, load_tensors
+from .data import TensorSplit, balanced_subset, load_tensors
 from .errors import ObserverError, PluginError, UsageError, first_line, warn
 from .events import EpochResult, RunInfo, TrainProgress
-from .manager import Plugins
+from .manager import PluginManager
 from .records import (
     ComponentRef,
     DatasetInfo,
@@ -45,7 +46,7 @@ from .records import (
 )
 from .registry import Registry
 from .timing import PhaseTimer
-from .variants import Variant, unsupported_reason
+from .variants import LOADERS, Variant, unsupported_reason
 
 # Hyperparameters every recipe has; a recipe's own values override these.
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -152,6 +153,22 @@ def check_overrides_read(overrides: Mapping[str, Any], hp: WatchedHyperparameter
     raise UsageError(f"hyperparameter {name!r} is read by no component of recipe {recipe.name!r}: {hint}")
 
 
+def check(config: RunConfig, recipe: Recipe, processes: int = 1) -> dict[str, Any]:
+    """Everything about a run that can be known before it starts; returns its resolved hyperparameters.
+
+    ``Session.run`` calls it first; ``run --nproc`` (before starting torchrun)
+    and ``suite`` (before its first run) call it too, so that bad input stops
+    a command before anything trains.
+    """
+    hp = resolve_hyperparameters(recipe, config.hyperparameters)
+    if config.loader not in LOADERS:
+        raise UsageError(f"unknown loader {config.loader!r}: use one of {', '.join(LOADERS)}")
+    if config.target_acc is not None and not 0 < config.target_acc <= 1:
+        raise UsageError(f"--target-acc is a fraction of the test set, 0..1; got {config.target_acc}")
+    distributed.World(size=processes).per_rank_batch(hp["batch_size"])  # a global batch the ranks share evenly
+    return hp
+
+
 def resolve_hyperparameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
     hp = {**DEFAULT_HYPERPARAMETERS, **recipe.hyperparameters, **overrides}
     for key, value in hp.items():
@@ -181,7 +198,7 @@ def _finite(value: Any) -> bool:
 class Session:
     """Loaded plugins and registry, plus data already decoded in this process."""
 
-    def __init__(self, plugins: Plugins, registry: Registry) -> None:
+    def __init__(self, plugins: PluginManager, registry: Registry) -> None:
         self.plugins, self.registry = plugins, registry
         self._data: dict[tuple, PreparedData] = {}
         self._infos: dict[str, RunInfo] = {}  # run id -> what observers were told, until finish()
@@ -201,14 +218,9 @@ class Session:
         """
         started_at, start = utc_now(), time.perf_counter()
         recipe = self.registry.recipe(config.recipe)
-        hp = resolve_hyperparameters(recipe, config.hyperparameters)
-        if config.loader not in LOADERS:
-            raise UsageError(f"unknown loader {config.loader!r}: use one of {', '.join(LOADERS)}")
-        if config.target_acc is not None and not 0 < config.target_acc <= 1:
-            raise UsageError(f"--target-acc is a fraction of the test set, 0..1; got {config.target_acc}")
+        world = distributed.current()  # the one place a run learns its ranks; passed on from here
+        hp = check(config, recipe, world.size)
         entries = self.components(recipe, config)
-        world = distributed.current()
-        world.per_rank_batch(hp["batch_size"])  # refuses a global batch the ranks cannot share evenly
         device = torch.device(world.device_for(config.device))
         skip = devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device)
         run_id = new_run_id(recipe.name, config.device)
@@ -235,6 +247,8 @@ class Session:
         except KeyboardInterrupt:
             result = record("interrupted", "interrupted (Ctrl-C)")
         except ObserverError as exc:  # a plugin's hook raised: the run stops, and its record names the plugin
+            if world.distributed:
+                raise  # as any error on a rank: the others must stop now (see distributed.rank_failure)
             warn(str(exc), "error")
             result = record("failed", str(exc))
         except (UsageError, PluginError):
@@ -285,7 +299,7 @@ class Session:
             loss_fn = build(entries["loss"], torch.nn.Module, watched).to(device)
             if variant.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            optimizer = build(entries["optimizer"], torch.optim.Optimizer, watched, model.parameters())
+            optimizer = build(entries["optimizer"], torch.optim.Optimizer, model.parameters(), watched)
             shuffle = torch.Generator().manual_seed(config.seed)  # batch order
             # Ranks augment independently (rank 0 as a single process would), but shuffle alike.
             augment_rng = torch.Generator(device=device).manual_seed(config.seed + world.rank)
@@ -337,7 +351,7 @@ class Session:
             notify("epoch_end", run=info, epoch=result)
             if config.target_acc is not None and epoch < hp["epochs"]:
                 with timer.phase("epoch_eval"):  # kept out of train time
-                    accuracy = _accuracy(*evaluate(step.model, test_batches, num_classes, variant, device))
+                    accuracy = _accuracy(*evaluate(step.model, test_batches, num_classes, variant, device, world))
                 progress.epoch_accuracy.append(accuracy)
                 if accuracy >= config.target_acc and progress.time_to_target_s is None:
                     progress.time_to_target_s = timer.seconds["train"]
@@ -345,7 +359,7 @@ class Session:
                         break
 
         with timer.phase("eval"):
-            correct, total = evaluate(step.model, test_batches, num_classes, variant, device)
+            correct, total = evaluate(step.model, test_batches, num_classes, variant, device, world)
         progress.correct, progress.total = correct, total
         if config.target_acc is not None:
             progress.epoch_accuracy.append(_accuracy(correct, total))
@@ -374,12 +388,7 @@ class Session:
     def _prepare_data(self, entry, config: RunConfig) -> PreparedData:
         key = (entry.name, config.source, config.cache_dir, config.limit_train, config.limit_test)
         if key not in self._data:
-            dataset = entry.factory(config.source)
-            if not isinstance(dataset, Dataset):
-                raise PluginError(
-                    f"plugin {entry.plugin!r}: dataset {entry.name!r} returned "
-                    f"{type(dataset).__name__}, expected cifar_bench.Dataset"
-                )
+            dataset = build(entry, Dataset, config.source)
             train, test = load_tensors(dataset, config.cache_dir)[:2]
             classes = len(dataset.classes)
             train_idx = _subset(train, config.limit_train, classes, "--limit-train")
@@ -411,14 +420,7 @@ class Session:
     def _scheduler(entries, optimizer, hp, steps_per_epoch: int):
         if "scheduler" not in entries:
             return None
-        entry = entries["scheduler"]
-        scheduler = entry.factory(optimizer, hp, steps_per_epoch)
-        if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
-            raise PluginError(
-                f"plugin {entry.plugin!r}: scheduler {entry.name!r} returned "
-                f"{type(scheduler).__name__}, expected torch.optim.lr_scheduler.LRScheduler"
-            )
-        return scheduler
+        return build(entries["scheduler"], torch.optim.lr_scheduler.LRScheduler, optimizer, hp, steps_per_epoch)
 
     # -- the record -------------------------------------------------------------
 
@@ -624,10 +626,15 @@ def _subset(split: TensorSplit, limit: int | None, num_classes: int, flag: str) 
     return balanced_subset(split.labels, limit, num_classes)
 
 
-def build(entry, expected: type, hp, *args):
-    """Call a component factory; a factory that raises or returns the wrong type is its plugin's error."""
+def build(entry, expected: type, *args):
+    """Call a component factory with ``args``, for every kind alike.
+
+    A factory that raises (other than with a UsageError of its own), or that
+    returns the wrong type, is its plugin's error: one line naming the plugin,
+    the kind and the name, exit code 2.
+    """
     try:
-        built = entry.factory(*args, hp)
+        built = entry.factory(*args)
     except (UsageError, PluginError):
         raise
     except Exception as exc:
@@ -646,7 +653,9 @@ def build(entry, expected: type, hp, *args):
 _TYPE_NAMES = {
     torch.nn.Module: "torch.nn.Module",
     torch.optim.Optimizer: "torch.optim.Optimizer",
+    torch.optim.lr_scheduler.LRScheduler: "torch.optim.lr_scheduler.LRScheduler",
     Transform: "cifar_bench.Transform",
+    Dataset: "cifar_bench.Dataset",
 }
 
 
@@ -706,9 +715,9 @@ def train_epoch(step: TrainStep, batches, scheduler, *, epoch: int, log_every: i
     return epoch_sum.item() / max(steps, 1)
 
 
-def evaluate(model, batches, num_classes: int, variant: Variant, device) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(model, batches, num_classes: int, variant: Variant, device,
+             world: distributed.World = distributed.SINGLE) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Per-class ``(correct, total)`` counts over the test batches (over every rank's share of them)."""
-    world = distributed.current()
     world.broadcast_buffers(model)  # BatchNorm statistics differ by rank: all evaluate rank 0's
     model.eval()
     correct = torch.zeros(num_classes, dtype=torch.int64, device=device)

@@ -46,11 +46,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tabulate import tabulate
 
-from . import distributed, environment, manager, workload
-from .batches import LOADERS
+# torch, and the modules that need it, are imported inside the functions that run things:
+# building the command line (every cifar-bench command does) must not load torch.
+from . import manager, variants, workload
 from .console import Console
 from .devices import parse_devices, unavailable_reason
 from .errors import PluginError, UsageError, unknown_name
@@ -64,8 +64,8 @@ from .records import (
     read_record,
     utc_now,
 )
-from .runner import resolve_hyperparameters
-from .variants import PRECISIONS
+from .report import run_table
+from .variants import LOADERS, PRECISIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -132,8 +132,8 @@ class SuiteRun:
     @property
     def variant_label(self) -> str:
         """As ``report`` labels variants: ``tensor fp32``, ``tensor bf16 channels_last`` ..."""
-        flags = [name for name in ("channels_last", "compile") if self.variant[name]]
-        return " ".join([self.variant["loader"], self.variant["precision"], *flags])
+        flags = {"deterministic": self.options.get("deterministic"), "world_size": self.options.get("nproc", 1)}
+        return variants.label({**self.variant, **flags})
 
     def settings(self) -> dict[str, Any]:
         """The options flattened to ``name: value`` (hyperparameters and components by their own names)."""
@@ -234,9 +234,9 @@ def _check(table: Mapping[str, Any], where: str) -> None:
             raise UsageError(f"{where}: {key} must be a non-empty string, got {value!r}")
         if key in BOOLS and not isinstance(value, bool):
             raise UsageError(f"{where}: {key} must be true or false, got {value!r}")
-    target = table.get("target_acc", 1)
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
-        raise UsageError(f"{where}: target_acc is a fraction of the test set, 0..1; got {target!r}")
+    target = table.get("target_acc", 1)  # its range is checked with the rest of each run (runner.check)
+    if isinstance(target, bool) or not isinstance(target, (int, float)):
+        raise UsageError(f"{where}: target_acc must be a number, got {target!r}")
     for key, kind in (("recipes", str), ("devices", str), ("seeds", int), ("variants", dict)):
         if key in table:
             values = _listed(table[key])
@@ -301,22 +301,18 @@ def validate(suite: Suite, registry) -> None:
 
     Resolves each run's hyperparameters on the way (kept for records of runs that cannot start).
     """
-    from . import cli  # cli imports this module when it builds its parser
+    from . import cli, distributed, orchestration, runner  # cli imports this module when it builds its parser
 
     parser = cli.build_parser()
     for i, run in enumerate(suite.runs):
-        overrides = {**run.options.get("set", {})}
-        for key in ("epochs", "batch_size"):
-            if key in run.options:
-                overrides[key] = run.options[key]
         try:
             for kind, name in run.options.get("components", {}).items():
                 registry.get(kind, name)
-            hp = resolve_hyperparameters(registry.recipe(run.recipe), overrides)
-            parser.parse_args(run.argv(Path("results"), quiet=True))  # as each run will be started
+            args = parser.parse_args(run.argv(Path("results"), quiet=True))  # as each run will be started
+            config = replace(orchestration.run_config(args), device=run.device)
+            hp = runner.check(config, registry.recipe(run.recipe), run.options.get("nproc", 1))
             if "nproc" in run.options:
                 distributed.backend_for(run.device)
-                distributed.World(size=run.options["nproc"]).per_rank_batch(hp["batch_size"])
         except UsageError as exc:
             raise UsageError(f"{suite.path}: {run.recipe} on {run.device} (seed {run.seed}): {exc}") from None
         suite.runs[i] = replace(run, hyperparameters=hp)
@@ -352,6 +348,8 @@ def shown(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 def failed_record(run: SuiteRun, error: str, started_at: str, seconds: float) -> RunRecord:
     """The record of a run that could not produce its own (bad data, a data-parallel run that failed)."""
+    from . import distributed, environment
+
     nproc = run.options.get("nproc")
     batch = run.hyperparameters.get("batch_size")
     record = RunRecord(
@@ -406,10 +404,12 @@ def add_command(commands, plugin_flag) -> None:
 
 
 def cmd_suite(args) -> int:
-    from . import cli  # cli imports this module when it builds its parser
+    import torch
+
+    from . import orchestration
 
     suite = load(args.file)
-    plugins, session = cli._load(args)
+    plugins, session = orchestration.load(args)
     plugins.check_broken()
     validate(suite, session.registry)
     results_dir = args.results_dir or suite.results_dir or Path("results")
@@ -470,7 +470,7 @@ def cmd_suite(args) -> int:
     )
     if table:
         settings = [label for _, label in table] if any(labels) else None
-        print(cli.run_table([record for record, _ in table], settings))
+        print(run_table([record for record, _ in table], settings))
     if status == "interrupted":
         return 130
     return 1 if any(record.get("status") in ("failed", "diverged") for record, _ in table) else 0
@@ -481,11 +481,11 @@ def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str
 
     (A data-parallel run whose device is missing comes here too, to be recorded as skipped.)
     """
-    from . import cli
+    from . import cli, orchestration
 
     started_at, start = utc_now(), time.perf_counter()
     args = cli.build_parser().parse_args(argv)
-    config = replace(cli.run_config(args), device=run.device, repeat=run.repeat)
+    config = replace(orchestration.run_config(args), device=run.device, repeat=run.repeat)
     try:
         record = session.run(config)
     except (UsageError, PluginError) as exc:  # data missing, say: this run fails, the suite goes on
@@ -497,6 +497,8 @@ def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str
 
 def _run_distributed(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str:
     """One data-parallel run under torchrun; a run that died without a record gets a failed one."""
+    from . import distributed
+
     started_at, start = utc_now(), time.perf_counter()
     before = {r["run_id"] for r in records_by_key(results_dir, {run.key}).get(run.key, [])}
     try:

@@ -1,20 +1,49 @@
 """Variants: the ways to run the same recipe faster (precision, memory format, compile).
 
-A variant changes how the numbers are computed, never what is computed, so
-runs of one recipe in different variants are comparable. Each one is
-recorded, and a combination the device cannot do is skipped with a reason.
+A variant changes how the numbers are computed, never what is computed.
+Each one is recorded and is part of a run's workload (see workload.py), and
+a combination the device cannot do is skipped with a reason.
+
+torch is imported only where a variant is applied, so that the command line
+can offer the choices without loading it.
 """
 
 from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Autocast precisions, by name; see :func:`dtype`.
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+#: Where training batches come from (see batches.py): decoded once and kept on the device, or the tutorial's.
+LOADERS = ("tensor", "dataloader")
+
+
+def dtype(precision: str) -> torch.dtype:
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def label(variant: Mapping[str, Any]) -> str:
+    """``tensor fp32``, ``tensor bf16 channels_last compile``, ``tensor fp32 2 processes`` ...
+
+    The one name of a variant, as tables show it: the loader, the precision,
+    the flags that are on, and a data-parallel run's process count (so that
+    one is never pooled or paired with a single process).
+    """
+    flags = [name for name in ("channels_last", "compile", "deterministic") if variant.get(name)]
+    world = variant.get("world_size", 1)
+    processes = [f"{world} processes"] if isinstance(world, int) and world > 1 else []
+    return " ".join([str(variant.get("loader", "tensor")), str(variant.get("precision", "fp32")), *flags, *processes])
 
 
 @dataclass(frozen=True)
@@ -24,14 +53,11 @@ class Variant:
     compile: bool = False  # torch.compile the model (compiled in the warm-up phase)
 
     def autocast(self, device: torch.device) -> AbstractContextManager:
+        import torch
+
         if self.precision == "fp32":
             return nullcontext()
-        return torch.autocast(device_type=device.type, dtype=PRECISIONS[self.precision])
-
-    @property
-    def label(self) -> str:
-        flags = [name for name in ("channels_last", "compile") if getattr(self, name)]
-        return " ".join([self.precision, *flags])
+        return torch.autocast(device_type=device.type, dtype=dtype(self.precision))
 
 
 def unsupported_reason(variant: Variant, device: torch.device) -> str | None:
@@ -39,10 +65,12 @@ def unsupported_reason(variant: Variant, device: torch.device) -> str | None:
     if variant.precision not in PRECISIONS:
         return f"unknown precision {variant.precision!r}"
     if variant.precision != "fp32":
-        problem = _autocast_problem(device, PRECISIONS[variant.precision])
+        problem = _autocast_problem(device, dtype(variant.precision))
         if problem:
             return f"{variant.precision} autocast on {device.type}: {problem}"
     if variant.compile:
+        import torch
+
         if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
             return "torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH"
         if not hasattr(torch, "compile"):
@@ -53,6 +81,8 @@ def unsupported_reason(variant: Variant, device: torch.device) -> str | None:
 def _autocast_problem(device: torch.device, dtype: torch.dtype) -> str | None:
     # torch turns autocast off with a warning (not an error) for dtypes a
     # device lacks; catch that and check the result really is in `dtype`.
+    import torch
+
     if device.type in ("cuda", "mps") and not _device_present(device):
         return None  # the device check reports this, more clearly
     try:
@@ -70,6 +100,8 @@ def _autocast_problem(device: torch.device, dtype: torch.dtype) -> str | None:
 
 
 def _device_present(device: torch.device) -> bool:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.is_available()
     if device.type == "mps":

@@ -10,7 +10,7 @@ from cifar_bench.registry import collect
 
 
 def registry():
-    return collect(manager.build().pm)
+    return collect(manager.build())
 
 
 def test_net_layers_and_parameter_count():

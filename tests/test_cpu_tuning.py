@@ -23,7 +23,7 @@ class Spy:
 def session_with(spy):
     plugins = manager.build()
     manager.register_inline(plugins, spy, "spy")
-    return Session(plugins, collect(plugins.pm))
+    return Session(plugins, collect(plugins))
 
 
 def test_training_uses_the_settings_tuning_chose_and_the_process_gets_its_own_back():

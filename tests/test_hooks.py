@@ -38,7 +38,7 @@ def run(cache_dir, results_dir):
     def run_with(probe: object, recipe: str = "baseline", epochs: int = 1, **config):
         plugins = manager.build(autoload=False)  # no installed plugin takes part
         manager.register_inline(plugins, probe, "probe")
-        session = Session(plugins, collect(plugins.pm))
+        session = Session(plugins, collect(plugins))
         config.setdefault("dataset", "synthetic")
         config.setdefault("limit_train", TRAIN)
         config.setdefault("limit_test", TEST)

@@ -167,7 +167,7 @@ def session():
     plugins = manager.build(autoload=False)
     probe = DropoutPlugin()
     manager.register_inline(plugins, probe, "dropout")
-    return Session(plugins, collect(plugins.pm)), probe.log
+    return Session(plugins, collect(plugins)), probe.log
 
 
 def config(seed: int) -> RunConfig:

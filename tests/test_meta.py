@@ -69,7 +69,7 @@ def test_hook_docs_example_loads_and_implements_the_hook(hook, tmp_path, monkeyp
     plugins = manager.build([str(path)])
     plugins.check_broken()
     assert hook in plugins.info[path.stem].hooks
-    collect(plugins.pm)  # registers without clashing with the built-ins
+    collect(plugins)  # registers without clashing with the built-ins
 
 
 @pytest.mark.parametrize("name", sorted(manager.DEFAULT_PLUGINS))
@@ -84,5 +84,5 @@ def test_built_in_plugins_use_only_the_public_api(name):
 
 def test_every_built_in_component_is_described(monkeypatch):
     monkeypatch.setenv(manager.AUTOLOAD_ENV, "1")
-    undescribed = [f"{e.kind} {e.name}" for e in collect(manager.build().pm) if not e.description.strip()]
+    undescribed = [f"{e.kind} {e.name}" for e in collect(manager.build()) if not e.description.strip()]
     assert undescribed == []

@@ -19,7 +19,7 @@ def records(folder):
 
 def session():
     plugins = manager.build()
-    return Session(plugins, collect(plugins.pm))
+    return Session(plugins, collect(plugins))
 
 
 SMALL = dict(dataset="synthetic", limit_train=200, limit_test=50, cache_dir=None)
@@ -62,7 +62,7 @@ def test_compilation_happens_in_warmup_never_in_train_or_eval(monkeypatch):
 
 
 def test_warm_up_leaves_weights_optimizer_and_random_streams_untouched():
-    reg = collect(manager.build().pm)
+    reg = collect(manager.build())
     hp = dict(reg.recipe("baseline").hyperparameters)
     torch.manual_seed(0)
     model = reg.get("model", "net").factory(hp)

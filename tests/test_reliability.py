@@ -127,7 +127,7 @@ def test_any_run_command_line_parses_or_gets_the_clean_error(argv):
     except SystemExit as exc:  # --help and --version exit 0 by design
         assert exc.code == 0
         return
-    assert args.recipe == "baseline" and args.func is cli.cmd_run
+    assert args.recipe == "baseline" and args.func.target == ("orchestration", "cmd_run")
 
 
 json_values = st.recursive(

@@ -15,6 +15,7 @@ from cifar_bench.stats import (
     judge_slowdown,
     min_p_value,
     ratio_estimate,
+    slower_p_value,
     u_null_counts,
 )
 
@@ -43,6 +44,19 @@ def test_exact_distribution_agrees_with_scipy(baseline, current):
     ours = sum(counts[u:]) / math.comb(len(baseline) + len(current), len(baseline))
     theirs = mannwhitneyu(current, baseline, alternative="greater", method="exact").pvalue
     assert ours == pytest.approx(theirs)
+
+
+rounded = st.lists(st.sampled_from([0.9, 1.0, 1.1, 1.2, 1.3]), min_size=2, max_size=12)  # ties, often
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(times, rounded), st.one_of(times, rounded, st.lists(st.floats(0.5, 2.0), min_size=9, max_size=14)))
+def test_the_p_value_is_scipys_exact_or_tie_corrected_normal_one(baseline, current):
+    theirs = mannwhitneyu(current, baseline, alternative="greater", method="auto").pvalue
+    if math.isnan(theirs):  # every time equal: scipy has no answer, the gate sees no slowdown
+        assert slower_p_value(baseline, current) == 1.0
+    else:
+        assert slower_p_value(baseline, current) == pytest.approx(theirs, rel=1e-9, abs=1e-12)
 
 
 @settings(max_examples=60, deadline=None)
