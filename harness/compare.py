@@ -27,18 +27,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from tabulate import tabulate
 
 from . import workload
 from .errors import UsageError
 from .report import ENVIRONMENT_FIELDS, choice_type, load_runs, warn, write_output
 from .stats import SlowdownDecision, judge_slowdown
+
+if TYPE_CHECKING:  # the frames come from report.load_runs, which imports pandas
+    import pandas as pd
 
 PAIR_KEY = ("recipe", "device", "workload")
 METRICS = ("train_s", "total_s")
@@ -151,7 +154,7 @@ def different_work(key: tuple[str, ...], base: dict, current: dict, runs: pd.Dat
 def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> PairResult:
     """The verdict for one recipe/device/variant, with its reasons."""
     b_ok, c_ok = baseline[baseline.status == "ok"], current[current.status == "ok"]
-    variant = str(pd.concat([baseline, current])["variant"].iloc[0])
+    variant = str((baseline if len(baseline) else current)["variant"].iloc[0])
     result = PairResult(*key, variant=variant, baseline_runs=len(b_ok), current_runs=len(c_ok))
     regressions: list[str] = []
 
@@ -250,10 +253,10 @@ def _key_list(keys: set[tuple[str, ...]]) -> str:
 
 
 def _select(runs: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
-    mask = pd.Series(True, index=runs.index)
+    """The runs whose leading PAIR_KEY columns equal ``key`` (recipe and device, or all three)."""
     for column, value in zip(PAIR_KEY, key, strict=False):
-        mask &= runs[column] == value
-    return runs[mask]
+        runs = runs[runs[column] == value]
+    return runs
 
 
 def _finite(runs: pd.DataFrame, column: str) -> list[float]:
@@ -265,7 +268,7 @@ def _times(runs: pd.DataFrame, column: str) -> list[float]:
 
 
 def _median(values: Sequence[float]) -> float | None:
-    return float(pd.Series(values).median()) if len(values) else None
+    return float(statistics.median(values)) if len(values) else None
 
 
 def _values(runs: pd.DataFrame, column: str) -> list[str]:

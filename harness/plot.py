@@ -19,13 +19,11 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
 from .errors import UsageError
 from .report import load_runs, select_status
 
 if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not when the command line is built
+    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -89,6 +87,8 @@ def _accuracy_vs_time(ax: Axes, runs: pd.DataFrame, colour: dict, marker: dict) 
 
 def _throughput(ax: Axes, runs: pd.DataFrame, series: list, devices: list, colour: dict) -> None:
     width = 0.8 / len(series)
+    import numpy as np
+
     rng = np.random.default_rng(0)  # jitter of the run dots, fixed so that a replot looks the same
     for i, name in enumerate(series):
         for j, device in enumerate(devices):

@@ -23,9 +23,6 @@ from typing import Any
 #: evaluation timings, epoch accuracy and time to target.
 SCHEMA_VERSION = 2
 
-#: What a run can end as. Only ``ok`` runs count in reports by default.
-STATUSES = ("ok", "skipped", "failed", "diverged", "interrupted")
-
 
 @dataclass
 class ComponentRef:
@@ -100,7 +97,7 @@ class Environment:
 @dataclass
 class RunRecord:
     run_id: str
-    status: str
+    status: str  # ok, skipped, failed, diverged or interrupted; only ok runs count in reports by default
     recipe: str
     components: dict[str, ComponentRef]
     hyperparameters: dict[str, Any]

@@ -63,9 +63,6 @@ class Registry:
             hint = "see 'cifar-bench list'"
             raise unknown_name(kind, name, self._entries[kind], hint) from None
 
-    def names(self, kind: str) -> list[str]:
-        return sorted(self._entries[kind])
-
     def __iter__(self) -> Iterator[Entry]:
         for kind in HOOKS:
             yield from (self._entries[kind][name] for name in sorted(self._entries[kind]))

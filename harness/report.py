@@ -20,15 +20,17 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from tabulate import tabulate
 
 from . import variants, workload
 from .errors import UsageError, warn
 from .records import RecordError, RunRecord, read_record
 from .workload import VARIANT_DEFAULTS
+
+if TYPE_CHECKING:  # pandas is imported when records are read: the command line is built without it
+    import pandas as pd
 
 #: What a run is grouped by unless ``--group-by`` says otherwise. ``workload`` keeps runs of one recipe
 #: that did different work (another model, other hyperparameters or data) in rows of their own.
@@ -109,6 +111,8 @@ def load_runs(paths: Sequence[Path | str], *, report: Callable[[str], None] | No
     if not rows:
         where = ", ".join(str(p) for p in paths)
         raise UsageError(f"no run records found in {where}")
+    import pandas as pd
+
     return Loaded(pd.DataFrame(rows), problems)
 
 
@@ -384,6 +388,8 @@ def run_table(records: Sequence[RunRecord | Mapping[str, Any]], settings: Sequen
     also splits the groups (a suite's runs of one recipe may differ in more than device and variant).
     """
     dicts = [r.to_dict() if isinstance(r, RunRecord) else r for r in records]
+    import pandas as pd
+
     runs = pd.DataFrame([flatten(r, Path(str(r.get("run_id")))) for r in dicts])
     keys = ["recipe", "device", "variant", "workload", *(["setting"] if settings is not None else [])]
     if settings is not None:

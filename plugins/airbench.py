@@ -175,7 +175,7 @@ def airbench_net(hyperparameters) -> nn.Module:
         batchnorm_momentum=hyperparameters.get("batchnorm_momentum", HYPERPARAMETERS["batchnorm_momentum"]),
         logit_scale=hyperparameters.get("logit_scale", HYPERPARAMETERS["logit_scale"]),
         whiten_eps=hyperparameters.get("whiten_eps", HYPERPARAMETERS["whiten_eps"]),
-        tta_flip=bool(hyperparameters.get("tta_flip", False)),
+        tta_flip=bool(hyperparameters.get("tta_flip", HYPERPARAMETERS["tta_flip"])),
     )
 
 

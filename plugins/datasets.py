@@ -8,11 +8,6 @@ from PIL import Image
 
 from cifar_bench import DataError, Dataset, DataSource, fingerprint_arrays, hookimpl, read_image_folder
 
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
-)  # fmt: skip
-
-
 def cifar10(source: DataSource) -> Dataset:
     """torchvision's CIFAR-10 under ``source.root`` (downloaded as the tutorial does),
     or the ImageFolder copy at ``source.data_dir`` when one is given."""

@@ -1,8 +1,12 @@
-"""Adam and AdamW.
+"""Adam, AdamW, and SGD with Nesterov momentum, for any recipe.
+
+(The tutorial's plain ``sgd`` belongs to the ``baseline`` plugin, which
+stands alone as the tutorial; recipes of other plugins use these.)
 
 Hyperparameters read:
 
 * ``lr``: the step size.
+* ``momentum``, for ``nesterov_sgd`` (default 0.9).
 * ``betas``: ``[beta1, beta2]``, the decay rates of the gradient's running
   mean and running square (default ``[0.9, 0.999]``).
 * ``weight_decay``: for ``adam``, an L2 term added to the gradient (default
@@ -22,6 +26,8 @@ DEFAULT_BETAS = (0.9, 0.999)
 DEFAULT_EPS = 1e-8
 DEFAULT_ADAM_WEIGHT_DECAY = 0.0
 DEFAULT_ADAMW_WEIGHT_DECAY = 0.01
+DEFAULT_MOMENTUM = 0.9  # nesterov_sgd's momentum
+DEFAULT_SGD_WEIGHT_DECAY = 0.0  # nesterov_sgd's L2 coefficient, added to the gradient
 
 
 def _betas(hyperparameters) -> tuple[float, float]:
@@ -55,7 +61,18 @@ def adamw(parameters, hyperparameters) -> torch.optim.Optimizer:
     )
 
 
+def nesterov_sgd(parameters, hyperparameters) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        parameters,
+        lr=hyperparameters["lr"],
+        momentum=hyperparameters.get("momentum", DEFAULT_MOMENTUM),
+        weight_decay=hyperparameters.get("weight_decay", DEFAULT_SGD_WEIGHT_DECAY),
+        nesterov=True,
+    )
+
+
 @hookimpl
 def register_optimizers(register):
+    register("nesterov_sgd", nesterov_sgd, "torch.optim.SGD, Nesterov momentum (default 0.9), lr, weight_decay")
     register("adam", adam, "torch.optim.Adam with lr, betas, eps, weight_decay (L2, default 0)")
     register("adamw", adamw, "torch.optim.AdamW with lr, betas, eps, weight_decay (decoupled, default 0.01)")

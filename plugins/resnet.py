@@ -83,14 +83,13 @@ def register_recipes(register):
             transform="crop_flip",
             model="resnet18",
             loss="label_smoothing_ce",
-            optimizer="sgd",
+            optimizer="nesterov_sgd",
             scheduler="cosine",
             hyperparameters={
                 "batch_size": 256,  # images per step
                 "epochs": 30,  # passes over the training set
                 "lr": 0.2,  # peak SGD learning rate, for batch 256 (0.1 per 128 images)
-                "momentum": 0.9,  # SGD momentum
-                "nesterov": True,
+                "momentum": 0.9,  # SGD (Nesterov) momentum
                 "weight_decay": 5e-4,  # L2 coefficient, added to the gradient
                 "label_smoothing": 0.1,  # share of each target spread over all classes
                 "crop_padding": 4,  # pixels of shift for the random crop

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import cifar_bench
 from cifar_bench import hookspecs, manager
+from cifar_bench.components import COMPONENT_KINDS
 from cifar_bench.registry import collect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,8 +80,32 @@ def test_built_in_plugins_use_only_the_public_api(name):
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cifar_bench."):
             pytest.fail(f"{path.name} imports from {node.module}: use 'from cifar_bench import ...'")
+        if isinstance(node, ast.ImportFrom) and node.module == "cifar_bench":
+            private = [a.name for a in node.names if a.name not in cifar_bench.__all__]
+            assert not private, f"{path.name} imports {private}, which cifar_bench.__all__ does not export"
         if isinstance(node, ast.Import):
             assert not any(a.name.startswith("cifar_bench.") for a in node.names), path.name
+
+
+def test_everything_in_the_public_api_can_be_imported():
+    for name in cifar_bench.__all__:
+        assert getattr(cifar_bench, name) is not None, name
+
+
+RECIPE_PLUGINS = sorted({e.plugin for e in collect(manager.build(autoload=False)) if e.kind == "recipe"})
+
+
+@pytest.mark.parametrize("name", RECIPE_PLUGINS)
+def test_each_built_in_recipe_runs_without_the_other_recipe_plugins(name):
+    """A built-in plugin's recipes need no other recipe's plugin (resnet18 runs with -p no:baseline)."""
+    others = [f"no:{p}" for p in RECIPE_PLUGINS if p != name]
+    registry = collect(manager.build(others, autoload=False))
+    recipes = [entry.factory for entry in registry if entry.kind == "recipe"]
+    assert recipes and all(entry.plugin == name for entry in registry if entry.kind == "recipe")
+    for recipe in recipes:
+        for kind in COMPONENT_KINDS:
+            if getattr(recipe, kind):
+                registry.get(kind, getattr(recipe, kind))  # raises if a disabled plugin provided it
 
 
 def test_every_built_in_component_is_described(monkeypatch):

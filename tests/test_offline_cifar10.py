@@ -2,6 +2,10 @@
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.offline_data  # deselect with -m "not offline_data"
+
 
 def test_baseline_loss_falls_on_real_cifar10(run_cli, tmp_path, offline_cifar10):
     args = ("--data-dir", offline_cifar10, "--limit-train", "4000", "--limit-test", "1000", "--quiet")
