@@ -130,6 +130,7 @@ class Session:
     def __init__(self, plugins: Plugins, registry: Registry) -> None:
         self.plugins, self.registry = plugins, registry
         self._data: dict[tuple, PreparedData] = {}
+        self._decoded: dict[tuple, tuple[Dataset, TensorSplit, TensorSplit]] = {}
 
     # -- the run ----------------------------------------------------------------
 
@@ -283,18 +284,27 @@ class Session:
     def _prepare_data(self, entry, config: RunConfig) -> PreparedData:
         key = (entry.name, config.source, config.cache_dir, config.limit_train, config.limit_test)
         if key not in self._data:
-            dataset = entry.factory(config.source)
+            decoded = self._decoded.get((entry.name, config.source))  # see provide_data
+            dataset = decoded[0] if decoded else entry.factory(config.source)
             if not isinstance(dataset, Dataset):
                 raise PluginError(
                     f"plugin {entry.plugin!r}: dataset {entry.name!r} returned "
                     f"{type(dataset).__name__}, expected cifar_bench.Dataset"
                 )
-            train, test = load_tensors(dataset, config.cache_dir)[:2]
+            train, test = decoded[1:] if decoded else load_tensors(dataset, config.cache_dir)[:2]
             classes = len(dataset.classes)
             train_idx = _subset(train, config.limit_train, classes, "--limit-train")
             test_idx = _subset(test, config.limit_test, classes, "--limit-test")
             self._data[key] = PreparedData(dataset, train, test, train_idx, test_idx)
         return self._data[key]
+
+    def provide_data(self, name: str, source: DataSource, dataset: Dataset, train: TensorSplit,
+                     test: TensorSplit) -> None:  # fmt: skip
+        """Data decoded elsewhere: runs of dataset ``name`` from ``source`` use it instead of reading their own.
+
+        How a suite on a Ray cluster hands each worker the data its driver decoded once.
+        """
+        self._decoded[(name, source)] = (dataset, train, test)
 
     @staticmethod
     def _batches(data: PreparedData, transform: Transform, hp, device, config: RunConfig, shuffle, world):
