@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import numpy as np
@@ -138,8 +139,9 @@ class _Driver:
         self.plugins = [*args.plugins_global, *args.plugins_sub]
         self.autoload = os.environ.get(manager.AUTOLOAD_ENV, "") in ("", "0")
         self.retries = 1 if args.max_retries is None else args.max_retries
-        self.finished, self.failed, self.not_run, self.started = 0, 0, 0, set()
-        self.status, self.start = "ok", time.perf_counter()
+        self.finished, self.failed, self.started = 0, 0, set()
+        self.seconds: list[float] = []  # of each run that ran
+        self.slots, self.status = 1, "ok"  # the most runs seen running at once; the last status
 
     def run(self) -> str:
         ray = self.ray
@@ -154,8 +156,7 @@ class _Driver:
                 placeable.append(run)
             else:
                 self._write(run, _skipped(run, reason).to_dict(), ran=False)
-        self.start = time.perf_counter()
-        tracker = ray.remote(num_cpus=0)(_Tracker).remote()
+        tracker = ray.remote(num_cpus=0)(_tracker_class()).remote()
         pending: dict[Any, SuiteRun] = {}
         try:
             self._submit(placeable, tracker, pending)
@@ -264,12 +265,13 @@ class _Driver:
         path = write_json_atomic(self.results_dir / f"{safe_name(data['run_id'])}.json", data)
         status = str(data.get("status"))
         self.finished += 1
-        self.not_run += not ran
+        seconds = (data.get("timings") or {}).get("total_s") or 0.0
+        if ran:
+            self.seconds.append(seconds)
         self.failed += status in ("failed", "diverged")
         self.status = status
         self.started.discard(run.key)
         what = status if status == "ok" else f"{status}: {data.get('error')}"
-        seconds = (data.get("timings") or {}).get("total_s") or 0.0
         print(f"{self.names[run.key]}: {what}, {seconds:.1f} s ({self._counts()})", flush=True)
         if not self.args.quiet:
             print(f"record: {path}")
@@ -288,11 +290,11 @@ class _Driver:
     def _counts(self) -> str:
         left = len(self.todo) - self.finished
         running = len(self.started)
-        waiting = left - running
-        # The pace of the runs that ran, over all workers: runs skipped or failed before they started teach nothing.
-        ran, elapsed = self.finished - self.not_run, time.perf_counter() - self.start
-        eta = f"; about {_duration(elapsed / ran * left)} left" if ran and left else ""
-        return f"{self.finished} done, {running} running, {waiting} pending, {self.failed} failed{eta}"
+        self.slots = max(self.slots, running)
+        # Runs still to go, at the mean length of those that ran, as many at once as the cluster has run so far.
+        # (Not the wall time so far: that includes starting the workers, which later runs do not pay again.)
+        eta = f"; about {_duration(mean(self.seconds) * left / self.slots)} left" if self.seconds and left else ""
+        return f"{self.finished} done, {running} running, {left - running} pending, {self.failed} failed{eta}"
 
     def _interrupt(self, pending: dict[Any, SuiteRun]) -> None:
         """Ctrl-C: keep what already finished, cancel the rest."""
@@ -323,17 +325,24 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class _Tracker:
-    """Which runs have started, and where: tasks tell it as they start, the driver asks (a Ray actor)."""
+def _tracker_class() -> type:
+    """Which runs have started, and where: tasks tell it as they start, the driver asks (a Ray actor).
 
-    def __init__(self) -> None:
-        self.started: dict[str, str] = {}
+    Made inside a function so that Ray ships the class itself: the actor's
+    process then needs only Ray, not cifar-bench and torch, and starts fast.
+    """
 
-    def start(self, key: str, node: str) -> None:
-        self.started[key] = node
+    class Tracker:
+        def __init__(self) -> None:
+            self.started: dict[str, str] = {}
 
-    def snapshot(self) -> dict[str, str]:
-        return dict(self.started)
+        def start(self, key: str, node: str) -> None:
+            self.started[key] = node
+
+        def snapshot(self) -> dict[str, str]:
+            return dict(self.started)
+
+    return Tracker
 
 
 # -- on a worker ------------------------------------------------------------------------------
