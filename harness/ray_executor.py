@@ -147,8 +147,8 @@ class _Driver:
         ray = self.ray
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         total = sum(node.get("CPU", 0) for node in nodes), sum(node.get("GPU", 0) for node in nodes)
-        print(f"ray: {len(nodes)} node(s), {total[0]:g} CPUs, {total[1]:g} GPUs; up to {self.retries} retries "
-              "of a run whose worker dies", flush=True)  # fmt: skip
+        print(f"ray: {_count(len(nodes), 'node')}, {total[0]:g} CPUs, {total[1]:g} GPUs; a run whose worker dies is "
+              f"tried again up to {self.retries} more time(s)", flush=True)  # fmt: skip
         placeable = []
         for run in self.todo:
             reason = unplaceable_reason(request(run), nodes)
@@ -216,6 +216,8 @@ class _Driver:
                     shipped[key] = self._put(entry, config)
                 except UsageError as exc:  # data missing or unreadable: its runs fail, the others go on
                     shipped[key] = str(exc)
+                except Exception as exc:  # a dataset plugin that broke: as a run records it, in one line
+                    shipped[key] = f"{type(exc).__name__}: {_first_line(exc)}"
             if isinstance(shipped[key], str):
                 errors[run.key] = shipped[key]
             else:

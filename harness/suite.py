@@ -31,7 +31,9 @@ last thing a suite prints is the table of all its runs, read back from the
 records, so it covers runs from earlier, interrupted attempts too.
 
 Single-process runs run in this process (data decoded once is reused);
-runs with ``nproc`` start torchrun, as ``run --nproc`` does.
+runs with ``nproc`` start torchrun, as ``run --nproc`` does. With
+``--executor ray`` the runs are tasks on a Ray cluster instead
+(``ray_executor.py``); records still come back here and are written here.
 """
 
 from __future__ import annotations
