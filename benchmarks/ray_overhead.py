@@ -5,9 +5,9 @@ Runs one 8-run suite (synthetic data, short runs, one thread each) with
 
 * **local**: ``cifar-bench suite FILE`` (each run in turn in the driver's process);
 * **ray**: ``cifar-bench suite FILE --executor ray --address ...`` against a
-  local Ray instance this script starts beforehand with ``--cpus`` CPUs (1 by
-  default, so that Ray also runs one run at a time and the two wall times
-  compare like with like), as a user with a running cluster would.
+  local Ray instance this script starts beforehand with 1 CPU, so that Ray
+  too runs one run at a time and the two compare like with like, as a user
+  with a running cluster would.
 
 Each suite is its own process; the script stamps each line it prints as it
 arrives. Per executor it reports the wall time, the runs' own time (the sum
@@ -17,7 +17,7 @@ and shipping the data, starting a worker) and the **per-run overhead** in
 steady state (the gap between consecutive records less the later run's own
 time: handing out the task, bringing the record back, writing it).
 
-    python benchmarks/ray_overhead.py [--rounds 2] [--cpus 1] [--runs 8]
+    python benchmarks/ray_overhead.py [--rounds 2] [--runs 8]
 """
 
 from __future__ import annotations
@@ -66,14 +66,13 @@ def measure(command: list[str], results: Path, marker: str) -> dict[str, float]:
     own = [r["timings"]["total_s"] for r in found]
     if len(stamps) != len(own):
         sys.exit(f"{len(stamps)} record lines for {len(own)} records:\n" + "".join(lines[-30:]))
-    # The mean gap between records, less the mean run: records may come back out of order, so no run is paired
-    # with one gap.
-    gap = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    # One run at a time (a 1-CPU Ray instance), so records come back in the order the runs started: the time from
+    # the first record to the last, less the runs between, is what each later run cost beyond its own time.
     return {
         "wall_s": wall,
         "runs_own_s": sum(own),
-        "startup_s": stamps[0] - statistics.mean(own),
-        "per_run_overhead_s": gap - statistics.mean(own),
+        "startup_s": stamps[0] - own[0],
+        "per_run_overhead_s": (stamps[-1] - stamps[0] - sum(own[1:])) / (len(own) - 1),
     }
 
 
@@ -81,11 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("--cpus", type=int, default=1, help="CPUs of the local Ray instance [1: one run at a time]")
     args = parser.parse_args()
     import ray
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(num_cpus=1, include_dashboard=False, logging_level=logging.WARNING)
     address = ray.get_runtime_context().gcs_address
     rows = []
     with tempfile.TemporaryDirectory(prefix="ray-overhead-") as folder:
@@ -103,14 +101,14 @@ def main() -> None:
     ray.shutdown()
 
     machine = platform.processor() or platform.machine()
-    print(f"\n{args.runs} runs per suite, Ray instance of {args.cpus} CPU(s); {machine}")
-    print("| executor | wall s | runs' own s | start-up s | per-run overhead s |")
+    print(f"\n{args.runs} runs per suite, one at a time; {machine}")
+    print("| executor | wall s | runs' own s | start-up s | per-run overhead ms |")
     print("| --- | --- | --- | --- | --- |")
     for executor in ("local", "ray"):
         mine = [row for row in rows if row["executor"] == executor]
-        cells = [statistics.median(row[k] for row in mine) for k in ("wall_s", "runs_own_s", "startup_s",
-                                                                       "per_run_overhead_s")]  # fmt: skip
-        print(f"| {executor} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+        wall, own, startup, per_run = (statistics.median(row[k] for row in mine) for k in
+                                       ("wall_s", "runs_own_s", "startup_s", "per_run_overhead_s"))  # fmt: skip
+        print(f"| {executor} | {wall:.1f} | {own:.1f} | {startup:.1f} | {1e3 * per_run:.1f} |")
     print(f"(medians over {args.rounds} rounds; load average at the end: {os.getloadavg()[0]:.1f})")
 
 
