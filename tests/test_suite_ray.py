@@ -262,3 +262,24 @@ def test_what_a_run_asks_the_cluster_for():
     assert unplaceable_reason(Request(4, 2), nodes) == (
         "no node of the Ray cluster has 4 CPUs and 2 GPUs (its nodes: 8 CPUs, 0 GPUs; 4 CPUs, 1 GPU)"
     )
+
+
+def test_a_session_given_decoded_data_trains_on_it_without_reading_its_own(tmp_path):
+    """What a worker does with the data its driver shipped: here CIFAR-10 is neither downloaded nor read."""
+    from cifar_bench import DataSource, manager
+    from cifar_bench.data import decode
+    from cifar_bench.plugins.datasets import make_synthetic
+    from cifar_bench.registry import collect
+    from cifar_bench.runner import RunConfig, Session
+
+    plugins = manager.build([], autoload=False)
+    session = Session(plugins, collect(plugins.pm))
+    shipped = make_synthetic(200, 50)
+    source = DataSource(root=str(tmp_path / "no-cifar-here"), download=False)
+    session.provide_data("cifar10", source, shipped, decode(shipped.train), decode(shipped.test))
+    config = RunConfig("baseline", source=source, limit_train=40, limit_test=20, hyperparameters={"epochs": 1},
+                       cache_dir=None, threads=1)  # fmt: skip
+    record = session.run(config)
+    assert record.status == "ok", record.error
+    assert record.dataset.fingerprint == shipped.fingerprint and record.dataset.train_size == 40
+    assert not (tmp_path / "no-cifar-here").exists()
