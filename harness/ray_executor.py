@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -395,12 +397,27 @@ def _execute_distributed(run: SuiteRun, spec: dict[str, Any]) -> dict[str, Any]:
         os.environ[manager.AUTOLOAD_ENV] = "1"  # the ranks load the plugins the driver loaded
     with tempfile.TemporaryDirectory(prefix="cifar-bench-ray-") as folder:
         argv = [*_plugin_flags(spec["plugins"]), *run.argv(Path(folder), quiet=True)]
-        code, error = distributed.launch(argv, run.options["nproc"])
+        with _stdout_to_null():  # rank 0's own lines would reach the driver's terminal through Ray's log forwarding
+            code, error = distributed.launch(argv, run.options["nproc"])
         written = records_by_key(Path(folder), {run.key}).get(run.key, [])
         if written:
             return written[-1]
     message = error or f"exited with code {code} and wrote no record"
     return failed_record(run, message, started_at, time.perf_counter() - start).to_dict()
+
+
+@contextmanager
+def _stdout_to_null() -> Iterator[None]:
+    """This process's standard output, and so its children's, to /dev/null for a while."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _plugin_flags(plugins: Sequence[str]) -> list[str]:
