@@ -152,6 +152,23 @@ def test_a_run_no_node_can_hold_is_skipped_with_the_reason(run_cli, cluster, tmp
     assert all(r["suite_key"] for r in found)
 
 
+def test_a_suite_resumes_after_its_driver_was_killed(run_cli, cluster, tmp_path):
+    # Two threads a run: one run at a time on the 2-CPU cluster, so the new driver starts one worker, not two.
+    suite = write(tmp_path, SMOKE + '[[runs]]\nrecipes = "baseline"\nseeds = [0, 1, 2]\nthreads = 2\n')
+    process = driver(suite, tmp_path / "r", cluster, slow_plugin(tmp_path))
+    wait_for_records(tmp_path / "r", 1, process)
+    process.kill()  # SIGKILL: no handler, no clean-up; Ray ends the dead driver's tasks itself
+    process.communicate(timeout=30)
+    (first,) = records(tmp_path / "r")
+
+    resumed = run_cli("suite", suite, "--results-dir", tmp_path / "r", "--quiet", "--executor", "ray")
+    assert resumed.code == 0, resumed
+    assert "3 runs, 1 done before, 2 to run" in resumed.out
+    found = by_key(tmp_path / "r")
+    assert len(found) == 3 and {r["status"] for r in found.values()} == {"ok"}
+    assert found[first["suite_key"]]["run_id"] == first["run_id"]
+
+
 def test_a_worker_killed_mid_run_is_retried_then_recorded_failed(run_cli, cluster, tmp_path):
     # The worker is killed (SIGKILL) as the run starts training, every time; each try leaves a mark.
     marks = tmp_path / "marks"
@@ -182,8 +199,9 @@ def test_ctrl_c_on_the_driver_cancels_the_rest_and_keeps_what_finished(run_cli, 
         deadline = time.monotonic() + 90
         while not list((tmp_path / "r").glob("*.json")) and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGINT)
+        if list((tmp_path / "r").glob("*.json")):  # never a stray Ctrl-C into pytest itself
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)
 
     pressing = threading.Thread(target=press_ctrl_c, daemon=True)
     pressing.start()
@@ -195,23 +213,6 @@ def test_ctrl_c_on_the_driver_cancels_the_rest_and_keeps_what_finished(run_cli, 
     (done,) = records(tmp_path / "r")
     assert done["status"] == "ok" and done["seed"] == 0
     assert re.search(r"baseline\s+cpu\s+tensor fp32\s+1\s+ok", result.out)  # the suite's table, as at any end
-
-
-def test_a_suite_resumes_after_its_driver_was_killed(run_cli, cluster, tmp_path):
-    # Two threads a run: one run at a time on the 2-CPU cluster, so the new driver starts one worker, not two.
-    suite = write(tmp_path, SMOKE + '[[runs]]\nrecipes = "baseline"\nseeds = [0, 1, 2]\nthreads = 2\n')
-    process = driver(suite, tmp_path / "r", cluster, slow_plugin(tmp_path))
-    wait_for_records(tmp_path / "r", 1, process)
-    process.kill()  # SIGKILL: no handler, no clean-up; Ray ends the dead driver's tasks itself
-    process.communicate(timeout=30)
-    (first,) = records(tmp_path / "r")
-
-    resumed = run_cli("suite", suite, "--results-dir", tmp_path / "r", "--quiet", "--executor", "ray")
-    assert resumed.code == 0, resumed
-    assert "3 runs, 1 done before, 2 to run" in resumed.out
-    found = by_key(tmp_path / "r")
-    assert len(found) == 3 and {r["status"] for r in found.values()} == {"ok"}
-    assert found[first["suite_key"]]["run_id"] == first["run_id"]
 
 
 # -- without a cluster -------------------------------------------------------------------------
