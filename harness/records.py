@@ -139,6 +139,17 @@ class RunRecord:
         # schema_version first: the one key a reader must see before trusting the rest.
         return {"schema_version": data.pop("schema_version"), **data}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """A record of the current schema back from its JSON form (as a run in another process sent it)."""
+        data = dict(data)
+        data["components"] = {kind: ComponentRef(**ref) for kind, ref in data["components"].items()}
+        data["dataset"] = DatasetInfo(**data["dataset"]) if data.get("dataset") else None
+        for name, kind in (("metrics", Metrics), ("timings", Timings), ("throughput", Throughput),
+                           ("environment", Environment), ("memory", Memory)):  # fmt: skip
+            data[name] = kind(**data[name])
+        return cls(**data)
+
 
 def new_run_id(recipe: str, device: str) -> str:
     """A run id that sorts by start time and cannot collide across processes.

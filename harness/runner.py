@@ -202,6 +202,7 @@ class Session:
         self.plugins, self.registry = plugins, registry
         self._data: dict[tuple, PreparedData] = {}
         self._infos: dict[str, RunInfo] = {}  # run id -> what observers were told, until finish()
+        self._decoded: dict[tuple, tuple[Dataset, TensorSplit, TensorSplit]] = {}
 
     # -- the run ----------------------------------------------------------------
 
@@ -388,13 +389,22 @@ class Session:
     def _prepare_data(self, entry, config: RunConfig) -> PreparedData:
         key = (entry.name, config.source, config.cache_dir, config.limit_train, config.limit_test)
         if key not in self._data:
-            dataset = build(entry, Dataset, config.source)
-            train, test = load_tensors(dataset, config.cache_dir)[:2]
+            decoded = self._decoded.get((entry.name, config.source))  # see provide_data
+            dataset = decoded[0] if decoded else build(entry, Dataset, config.source)
+            train, test = decoded[1:] if decoded else load_tensors(dataset, config.cache_dir)[:2]
             classes = len(dataset.classes)
             train_idx = _subset(train, config.limit_train, classes, "--limit-train")
             test_idx = _subset(test, config.limit_test, classes, "--limit-test")
             self._data[key] = PreparedData(dataset, train, test, train_idx, test_idx)
         return self._data[key]
+
+    def provide_data(self, name: str, source: DataSource, dataset: Dataset, train: TensorSplit,
+                     test: TensorSplit) -> None:  # fmt: skip
+        """Data decoded elsewhere: runs of dataset ``name`` from ``source`` use it instead of reading their own.
+
+        How a suite on a Ray cluster hands each worker the data its driver decoded once.
+        """
+        self._decoded[(name, source)] = (dataset, train, test)
 
     @staticmethod
     def _batches(data: PreparedData, transform: Transform, hp, device, config: RunConfig, shuffle, world):

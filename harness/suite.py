@@ -31,11 +31,14 @@ last thing a suite prints is the table of all its runs, read back from the
 records, so it covers runs from earlier, interrupted attempts too.
 
 Single-process runs run in this process (data decoded once is reused);
-runs with ``nproc`` start torchrun, as ``run --nproc`` does.
+runs with ``nproc`` start torchrun, as ``run --nproc`` does. With
+``--executor ray`` the runs are tasks on a Ray cluster instead
+(``ray_executor.py``); records still come back here and are written here.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -399,15 +402,32 @@ def add_command(commands, plugin_flag) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list the runs and which are done; run nothing")
     parser.add_argument("--results-dir", type=Path, help="where records go [the file's results_dir, or results/]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or loss log within runs")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: each run in turn, here [default]; ray: as tasks on a Ray cluster")  # fmt: skip
+    parser.add_argument("--address", help="with --executor ray: the cluster's head (HOST:PORT, ray://..., auto) "
+                        "[RAY_ADDRESS, else a Ray instance started for this suite]")  # fmt: skip
+    parser.add_argument("--max-retries", type=_non_negative_int, metavar="N",
+                        help="with --executor ray: runs again a run whose worker died, up to N times [1]")  # fmt: skip
     plugin_flag(parser, "plugins_sub")
     parser.set_defaults(func=cmd_suite)
 
 
+#: Where a suite's runs run: ``local`` in this process; ``ray`` as tasks on a Ray cluster (ray_executor.py).
+EXECUTORS = ("local", "ray")
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
+
+
 def cmd_suite(args) -> int:
-    import torch
 
     from . import orchestration
 
+    if args.executor != "ray" and (args.address is not None or args.max_retries is not None):
+        raise UsageError("--address and --max-retries are for --executor ray: add it, or drop them")
     suite = load(args.file)
     plugins, session = orchestration.load(args)
     plugins.check_broken()
@@ -439,13 +459,37 @@ def cmd_suite(args) -> int:
         print(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
         return 0
 
-    manager.register_inline(plugins, Console(progress=not args.quiet), "console")
-    default_threads = torch.get_num_threads()
     plugin_args = [arg for plugin in (*args.plugins_global, *args.plugins_sub) for arg in ("-p", plugin)]
-    start, ran, status = time.perf_counter(), 0, 0
+    start = time.perf_counter()
+    if args.executor == "ray":  # imported only here: Ray is an optional extra
+        from . import ray_executor
+
+        status = ray_executor.run_suite(suite, labels, todo, args, session, plugin_args, results_dir)
+    else:
+        manager.register_inline(plugins, Console(progress=not args.quiet), "console")
+        status = _run_local(suite, labels, before, todo, args, session, plugin_args, results_dir)
+    after = records_by_key(results_dir, set(keys))
+    table = [(shown(after[key]), label) for key, label in zip(keys, labels, strict=True) if key in after]
+    print(
+        f"suite {suite.name}: {sum(done(after.get(k, [])) for k in keys)} of {len(keys)} runs ok, "
+        f"{_duration(time.perf_counter() - start)} this time"
+    )
+    if table:
+        settings = [label for _, label in table] if any(labels) else None
+        print(run_table([record for record, _ in table], settings))
+    if status == "interrupted":
+        return 130
+    return 1 if any(record.get("status") in ("failed", "diverged") for record, _ in table) else 0
+
+
+def _run_local(suite: Suite, labels, before, todo, args, session, plugin_args, results_dir: Path) -> str:
+    """The local executor: each run in turn, in this process (or under torchrun); returns the last status."""
+    import torch
+
+    default_threads = torch.get_num_threads()
+    start, ran, status = time.perf_counter(), 0, "ok"
     for i, (run, label) in enumerate(zip(suite.runs, labels, strict=True), 1):
-        name = f"[{i}/{len(suite.runs)}] {run.recipe} {run.device} {run.variant_label} seed {run.seed}"
-        name += f" {label}" if label else ""
+        name = f"[{i}/{len(suite.runs)}] {run_name(run, label)}"
         if done(before.get(run.key, [])):
             print(f"{name}: done before, skipped")
             continue
@@ -462,18 +506,13 @@ def cmd_suite(args) -> int:
         ran += 1
         if status == "interrupted":
             break
-    after = records_by_key(results_dir, set(keys))
-    table = [(shown(after[key]), label) for key, label in zip(keys, labels, strict=True) if key in after]
-    print(
-        f"suite {suite.name}: {sum(done(after.get(k, [])) for k in keys)} of {len(keys)} runs ok, "
-        f"{_duration(time.perf_counter() - start)} this time"
-    )
-    if table:
-        settings = [label for _, label in table] if any(labels) else None
-        print(run_table([record for record, _ in table], settings))
-    if status == "interrupted":
-        return 130
-    return 1 if any(record.get("status") in ("failed", "diverged") for record, _ in table) else 0
+    return status
+
+
+def run_name(run: SuiteRun, label: str) -> str:
+    """How progress lines name a run: ``baseline cpu tensor fp32 seed 0 batch_size=16``."""
+    name = f"{run.recipe} {run.device} {run.variant_label} seed {run.seed}"
+    return f"{name} {label}" if label else name
 
 
 def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str:
@@ -481,6 +520,13 @@ def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str
 
     (A data-parallel run whose device is missing comes here too, to be recorded as skipped.)
     """
+    record = record_here(run, argv, session)
+    print(f"record: {session.finish(record, results_dir)}")
+    return record.status
+
+
+def record_here(run: SuiteRun, argv: list[str], session) -> RunRecord:
+    """One run in this process, through ``run``'s own flags and ``session``; its record, not yet written."""
     from . import cli, orchestration
 
     started_at, start = utc_now(), time.perf_counter()
@@ -491,8 +537,7 @@ def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str
     except (UsageError, PluginError) as exc:  # data missing, say: this run fails, the suite goes on
         record = failed_record(run, str(exc), started_at, time.perf_counter() - start)
     record.suite_key = run.key
-    print(f"record: {session.finish(record, results_dir)}")
-    return record.status
+    return record
 
 
 def _run_distributed(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str:
