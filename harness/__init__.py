@@ -1,7 +1,13 @@
 """cifar-bench: a pluggy harness for timing and comparing CIFAR-10 training recipes.
 
 This module is the public API that plugins use; anything not exported here
-may change without notice.
+may change without notice. Where things live:
+
+- a run, from RunConfig to its record: ``runner.Session.run``, then ``Session.finish`` (run_end, write)
+- command line: ``cli``; many runs (repeats, devices, --reference, lockstep, torchrun): ``orchestration``
+- hooks: ``hookspecs``; plugin loading: ``manager``; component resolution: ``registry``
+- the record's schema: ``records``; the identity of its work: ``workload``
+- reading records (report, compare, plot, publish): ``report.load_runs``
 """
 
 from importlib import import_module

@@ -7,6 +7,7 @@ same lifecycle hooks any observer uses.
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -14,13 +15,19 @@ from .events import EpochResult, RunInfo, TrainProgress
 from .hookspecs import hookimpl
 from .records import RunRecord
 
+#: Seconds between progress lines when stderr is not a terminal (a CI log): lines, not a redrawn bar.
+PLAIN_PROGRESS_EVERY_S = 30.0
+
 
 class Console:
-    def __init__(self, *, progress: bool = True, stream=None) -> None:
+    def __init__(self, *, progress: bool = True, stream=None, bar: bool | None = None) -> None:
         # progress=False (--quiet): no bar and no loss log; results are still printed.
         self.progress = progress
         self.stream = stream or sys.stdout
+        # A bar redraws itself with carriage returns: only for a terminal. A log gets a line now and then.
+        self.bar = sys.stderr.isatty() if bar is None else bar
         self._bars: dict[str, tqdm] = {}  # one per run: runs in lockstep each show theirs
+        self._last_line: dict[str, float] = {}  # run id -> when its last progress line was printed
 
     def _print(self, line: str) -> None:
         if self._bars:
@@ -40,7 +47,18 @@ class Console:
 
     @hookimpl
     def train_progress(self, run: RunInfo, progress: TrainProgress) -> None:
-        if self.progress:
+        if self.progress and not self.bar:
+            now = time.monotonic()
+            if now - self._last_line.setdefault(run.run_id, now) >= PLAIN_PROGRESS_EVERY_S:
+                self._last_line[run.run_id] = now
+                print(
+                    f"{run.recipe} epoch {progress.epoch}/{run.epochs}: step {progress.step:,}/"
+                    f"{progress.steps_per_epoch:,}, loss {progress.running_loss:.3f}, "
+                    f"{progress.images_per_s:,.0f} img/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        elif self.progress:
             bar = self._bars.get(run.run_id)
             if bar is None:
                 bar = self._bars[run.run_id] = tqdm(
@@ -71,8 +89,11 @@ class Console:
     @hookimpl
     def run_end(self, run: RunInfo, record: RunRecord) -> None:
         m, t, tp = record.metrics, record.timings, record.throughput
+        self._last_line.pop(record.run_id, None)
         if m.test_accuracy is None:
             return
+        role = " (reference)" if record.role == "reference" else ""
+        self._print(f"{record.recipe} on {record.device}{role}:")  # runs in lockstep end one after the other
         self._print(f"Accuracy on test images: {100 * m.test_accuracy:.2f}%")
         width = max(len(c) for c in m.per_class_accuracy) if m.per_class_accuracy else 0
         for name, acc in m.per_class_accuracy.items():
