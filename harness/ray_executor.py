@@ -45,7 +45,7 @@ from . import distributed, manager
 from .components import Dataset
 from .data import TensorSplit, load_tensors
 from .errors import PluginError, UsageError, first_line
-from .records import RunRecord, utc_now
+from .records import RunRecord
 from .suite import Suite, SuiteRun, failed_record, record_here, records_by_key, run_name
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install ray)'
@@ -157,7 +157,7 @@ class _Driver:
             if reason is None:
                 placeable.append(run)
             else:
-                self._write(run, _skipped(run, reason).to_dict(), ran=False)
+                self._write(run, _skipped(run, reason, self.session).to_dict(), ran=False)
         tracker = ray.remote(num_cpus=0)(_tracker_class()).remote()
         pending: dict[Any, SuiteRun] = {}
         try:
@@ -180,7 +180,7 @@ class _Driver:
         task = self.ray.remote(_execute)
         for run in runs:
             if run.key in errors:
-                self._write(run, failed_record(run, errors[run.key], utc_now(), 0.0).to_dict(), ran=False)
+                self._write(run, failed_record(run, errors[run.key], 0.0, self.session).to_dict(), ran=False)
                 continue
             need = request(run)
             name = f"cifar-bench {run.recipe} {run.device} seed {run.seed}"
@@ -198,15 +198,13 @@ class _Driver:
         error of each run whose data could not be read (recorded as failed, as
         the local executor does).
         """
-        from . import cli, orchestration
-
         shipped: dict[tuple, dict | str] = {}
         data: dict[str, dict] = {}
         errors: dict[str, str] = {}
         for run in runs:
             if "nproc" in run.options:
                 continue  # its ranks read the data on their node
-            config = orchestration.run_config(cli.build_parser().parse_args(run.argv(self.results_dir, quiet=True)))
+            config = run.config()
             try:
                 entry = self.session.components(self.session.registry.recipe(run.recipe), config)["dataset"]
             except UsageError as exc:
@@ -254,15 +252,17 @@ class _Driver:
         ray = self.ray
         try:
             data = ray.get(ref)
+            if "unstarted" in data:  # the run failed before it could train there: its record is made here
+                data = failed_record(run, data["unstarted"], data["seconds"], self.session).to_dict()
         except ray.exceptions.RayTaskError as exc:  # the task itself broke (a run's own failure is in its record)
-            data = failed_record(run, f"the task failed: {first_line(exc.cause or exc)}", utc_now(), 0.0).to_dict()
+            data = failed_record(run, f"the task failed: {first_line(exc.cause or exc)}", 0.0, self.session).to_dict()
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
                 ray.exceptions.LocalRayletDiedError) as exc:  # fmt: skip
             tries = "its one try" if self.retries == 0 else f"each of {self.retries + 1} tries"
             why = f"its worker died ({type(exc).__name__}) in {tries} (--max-retries {self.retries})"
-            data = failed_record(run, why, utc_now(), 0.0).to_dict()
+            data = failed_record(run, why, 0.0, self.session).to_dict()
         except ray.exceptions.RayError as exc:
-            data = failed_record(run, f"Ray: {type(exc).__name__}: {first_line(exc)}", utc_now(), 0.0).to_dict()
+            data = failed_record(run, f"Ray: {type(exc).__name__}: {first_line(exc)}", 0.0, self.session).to_dict()
         self._write(run, data)
 
     def _write(self, run: SuiteRun, data: dict[str, Any], *, ran: bool = True) -> None:
@@ -313,9 +313,9 @@ class _Driver:
         print(f"interrupted: cancelled {_count(len(pending), 'run')} still running or pending", flush=True)
 
 
-def _skipped(run: SuiteRun, reason: str):
-    record = failed_record(run, reason, utc_now(), 0.0)
-    record.status = "skipped"
+def _skipped(run: SuiteRun, reason: str, session):
+    record = session.unstarted(run.config(), "skipped", reason)
+    record.suite_key = run.key
     return record
 
 
@@ -358,7 +358,7 @@ def _execute(spec: dict[str, Any], tracker) -> dict[str, Any]:
 
     run: SuiteRun = spec["run"]
     tracker.start.remote(run.key, ray.util.get_node_ip_address())
-    started_at, start = utc_now(), time.perf_counter()
+    start = time.perf_counter()
     try:
         if "nproc" in run.options:
             return _execute_distributed(run, spec)
@@ -369,10 +369,9 @@ def _execute(spec: dict[str, Any], tracker) -> dict[str, Any]:
                 _decoded[data["id"]] = _unpack(ray.get(data["ref"][0]))
             session.provide_data(data["entry"], data["source"], *_decoded[data["id"]])
         torch.set_num_threads(run.options.get("threads", 1))
-        argv = [*_plugin_flags(spec["plugins"]), *run.argv(Path("results"), quiet=True)]
-        return record_here(run, argv, session).to_dict()
+        return record_here(run, session).to_dict()
     except UsageError as exc:  # a plugin this node lacks, say: the run fails, the suite goes on
-        return failed_record(run, str(exc), started_at, time.perf_counter() - start).to_dict()
+        return {"unstarted": str(exc), "seconds": time.perf_counter() - start}
 
 
 def _session(plugins: tuple[str, ...], autoload: bool):
@@ -388,7 +387,7 @@ def _session(plugins: tuple[str, ...], autoload: bool):
 
 def _execute_distributed(run: SuiteRun, spec: dict[str, Any]) -> dict[str, Any]:
     """A data-parallel run: torchrun on this node, its record read back from a folder of this node's."""
-    started_at, start = utc_now(), time.perf_counter()
+    start = time.perf_counter()
     if not spec["autoload"]:
         os.environ[manager.AUTOLOAD_ENV] = "1"  # the ranks load the plugins the driver loaded
     with tempfile.TemporaryDirectory(prefix="cifar-bench-ray-") as folder:
@@ -399,7 +398,7 @@ def _execute_distributed(run: SuiteRun, spec: dict[str, Any]) -> dict[str, Any]:
         if written:
             return written[-1]
     message = error or f"exited with code {code} and wrote no record"
-    return failed_record(run, message, started_at, time.perf_counter() - start).to_dict()
+    return {"unstarted": message, "seconds": time.perf_counter() - start}
 
 
 @contextmanager

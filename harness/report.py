@@ -399,7 +399,9 @@ def run_table(records: Sequence[RunRecord | Mapping[str, Any]], settings: Sequen
     shown = [k for k in keys if k != "workload"]  # split by it, but named by what differs (if anything)
     if len(ok):
         for _, group in summarize(ok, keys).iterrows():
-            row = {k: group[k] for k in (*shown, *(["differs"] if "differs" in group else []), "runs")}
+            # What sets workloads apart, unless a suite's setting labels already say it.
+            differs = ["differs"] if "differs" in group and settings is None else []
+            row = {k: group[k] for k in (*shown, *differs, "runs")}
             row["status"] = "ok"
             for label in MEASURES.values():
                 spread = f" [{_short(group[label + ' IQR'])}]" if group["runs"] > 1 else ""

@@ -101,21 +101,108 @@ class Diverged(Exception):
 
 
 @dataclass
-class _Progress:
-    """What a run has measured so far: enough to record a run that stopped early."""
+class RunState:
+    """One run as it goes: what it is, and what it has measured so far.
 
+    :meth:`record` makes the run's record from it at any point, so a run that
+    diverges, fails or is interrupted is recorded with what it got to; it is
+    the one place a :class:`RunRecord` is built.
+    """
+
+    config: RunConfig
+    recipe: Recipe
+    hp: dict[str, Any]  # resolved hyperparameters
+    entries: dict[str, Any]  # kind -> the registry entry of the component used
+    device: torch.device
+    world: distributed.World
+    run_id: str
+    skip: str | None  # why this run cannot run here, if it cannot
     timer: PhaseTimer
+    info: RunInfo  # what observers are told
+    started_at: str = field(default_factory=utc_now)
+    start: float = field(default_factory=time.perf_counter)
+    # Measured as the run goes:
+    data: PreparedData | None = None
     epoch_loss: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     epoch_accuracy: list[float] = field(default_factory=list)
     time_to_target_s: float | None = None
     images_trained: int = 0
-    info: RunInfo | None = None
-    data: PreparedData | None = None
     correct: torch.Tensor | None = None  # per class, from the final evaluation
     total: torch.Tensor | None = None
     distributed: dict[str, Any] | None = None  # how a data-parallel run was split; None in one process
-    cpu: dict[str, Any] | None = None  # the CPU settings trained with, and what tuning measured
+    cpu: dict[str, Any] | None = None  # the CPU settings trained with, and how they were chosen
+
+    def record(self, status: str, error: str | None = None) -> RunRecord:
+        seconds, data = self.timer.seconds, self.data
+        correct, total = self.correct, self.total
+        train_s, eval_s = seconds.get("train", 0.0), seconds.get("eval", 0.0)
+        classes = list(data.dataset.classes) if data else []
+        record = RunRecord(
+            run_id=self.run_id,
+            status=status,
+            recipe=self.recipe.name,
+            components={kind: ComponentRef(e.name, e.plugin) for kind, e in self.entries.items()},
+            hyperparameters=self.hp,
+            seed=self.config.seed,
+            device=self.config.device,
+            loader=self.config.loader,
+            precision=self.config.variant.precision,
+            channels_last=self.config.variant.channels_last,
+            compile=self.config.variant.compile,
+            deterministic=self.config.deterministic,
+            started_at=self.started_at,
+            error=error,
+            environment=environment.collect("" if self.skip else devices.device_name(self.device)),
+            overrides={
+                "components": dict(self.config.components),
+                "hyperparameters": dict(self.config.hyperparameters),
+                "dataset": self.config.dataset,
+                "limit_train": self.config.limit_train,
+                "limit_test": self.config.limit_test,
+            },
+            dataset=None
+            if data is None
+            else DatasetInfo(
+                name=data.dataset.name,
+                fingerprint=data.dataset.fingerprint,
+                train_size=len(data.train_indices),
+                test_size=len(data.test_indices),
+                classes=classes,
+                synthetic=data.dataset.synthetic,
+                source=data.dataset.source,
+            ),
+            metrics=Metrics(
+                test_accuracy=_accuracy(correct, total) if correct is not None else None,
+                per_class_accuracy={
+                    c: (correct[i] / total[i]).item() if total[i] else 0.0 for i, c in enumerate(classes)
+                }
+                if correct is not None
+                else {},
+                epoch_loss=self.epoch_loss,
+                epoch_accuracy=self.epoch_accuracy,
+                target_acc=self.config.target_acc,
+                time_to_target_s=self.time_to_target_s,
+            ),
+            timings=Timings(
+                setup_s=seconds.get("setup", 0.0),
+                warmup_s=seconds.get("warmup", 0.0),
+                train_s=train_s,
+                eval_s=eval_s,
+                epoch_eval_s=seconds.get("epoch_eval", 0.0),
+                total_s=time.perf_counter() - self.start - self.timer.away_s,  # not another run's turns
+                epoch_train_s=self.epoch_seconds,
+            ),
+            throughput=Throughput(
+                train_img_s=self.images_trained / train_s if train_s and self.images_trained else 0.0,
+                eval_img_s=len(data.test_indices) / eval_s if eval_s and data else 0.0,
+            ),
+            memory=_memory(self.device) if not self.skip else Memory(),
+            distributed=self.distributed,
+            cpu=self.cpu,
+        )
+        record.workload = workload.identify(record.to_dict())
+        return record
 
 
 class WatchedHyperparameters(Mapping):
@@ -217,53 +304,68 @@ class Session:
         time it takes is not billed to this run, and this run's random state
         is the same after it as before.
         """
-        started_at, start = utc_now(), time.perf_counter()
-        recipe = self.registry.recipe(config.recipe)
-        world = distributed.current()  # the one place a run learns its ranks; passed on from here
-        hp = check(config, recipe, world.size)
-        entries = self.components(recipe, config)
-        device = torch.device(world.device_for(config.device))
-        skip = devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device)
-        run_id = new_run_id(recipe.name, config.device)
-        progress = _Progress(PhaseTimer(lambda: devices.synchronize(device)))
-        # What observers are told; the sizes are filled in once the data is read.
-        progress.info = RunInfo(run_id=run_id, recipe=recipe.name, device=config.device, loader=config.loader,
-                                hyperparameters=hp, dataset=entries["dataset"].name, train_size=0, test_size=0,
-                                steps_per_epoch=0, epochs=hp["epochs"], repeat=config.repeat)  # fmt: skip
-
-        def record(status: str, error: str | None = None) -> RunRecord:
-            own_s = time.perf_counter() - start - progress.timer.away_s  # not another run's turns
-            return self._record(run_id, status, error, recipe, hp, entries, config, device, skip, progress,
-                                started_at, own_s)  # fmt: skip
-
-        if skip:
-            return self._keep(progress.info, record("skipped", skip))
+        run = self.start(config)
+        if run.skip:
+            return self._keep(run, run.record("skipped", run.skip))
         try:
             torch.use_deterministic_algorithms(config.deterministic)
-            between_steps = _turn_taker(turn, progress.timer, device) if turn else None
-            self._train_and_evaluate(config, hp, entries, device, run_id, recipe, progress, world, between_steps)
+            between_steps = _turn_taker(turn, run.timer, run.device) if turn else None
+            self._train_and_evaluate(run, between_steps)
         except Diverged as exc:
-            result = record("diverged", str(exc))
+            result = run.record("diverged", str(exc))
             result.metrics.diverged_at = {"epoch": exc.epoch, "step": exc.step}
         except KeyboardInterrupt:
-            result = record("interrupted", "interrupted (Ctrl-C)")
+            result = run.record("interrupted", "interrupted (Ctrl-C)")
         except ObserverError as exc:  # a plugin's hook raised: the run stops, and its record names the plugin
-            if world.distributed:
+            if run.world.distributed:
                 raise  # as any error on a rank: the others must stop now (see distributed.rank_failure)
             warn(str(exc), "error")
-            result = record("failed", str(exc))
+            result = run.record("failed", str(exc))
         except (UsageError, PluginError):
             raise  # bad input: the whole command stops with exit code 2
         except Exception as exc:  # out of memory, a kernel the device lacks ...
-            if world.distributed:
+            if run.world.distributed:
                 raise  # this rank must end now, or the others wait for it in their next collective
-            result = record("failed", f"{type(exc).__name__}: {first_line(exc)}")
+            result = run.record("failed", f"{type(exc).__name__}: {first_line(exc)}")
         else:
-            result = record("ok")
-        return self._keep(progress.info, result)
+            result = run.record("ok")
+        return self._keep(run, result)
 
-    def _keep(self, info: RunInfo, record: RunRecord) -> RunRecord:
-        self._infos[record.run_id] = info
+    def start(self, config: RunConfig, world: distributed.World | None = None) -> RunState:
+        """A run resolved and checked, not yet set up: what :meth:`run` trains, and what a record is made of.
+
+        ``world``: the ranks the run has (by default, this process's: see distributed.init).
+        """
+        recipe = self.registry.recipe(config.recipe)
+        world = world or distributed.current()  # the one place a run learns its ranks; passed on from here
+        hp = check(config, recipe, world.size)
+        entries = self.components(recipe, config)
+        device = torch.device(world.device_for(config.device))
+        run_id = new_run_id(recipe.name, config.device)
+        return RunState(
+            config=config, recipe=recipe, hp=hp, entries=entries, device=device, world=world, run_id=run_id,
+            skip=devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device),
+            timer=PhaseTimer(lambda: devices.synchronize(device)),
+            # What observers are told; the sizes are filled in once the data is read.
+            info=RunInfo(run_id=run_id, recipe=recipe.name, device=config.device, loader=config.loader,
+                         hyperparameters=hp, dataset=entries["dataset"].name, train_size=0, test_size=0,
+                         steps_per_epoch=0, epochs=hp["epochs"], repeat=config.repeat),
+        )  # fmt: skip
+
+    def unstarted(self, config: RunConfig, status: str, error: str, seconds: float = 0.0, processes: int = 1):
+        """The record of a run that never trained here (its data was missing, its torchrun died, its
+        worker was lost), made as every record is, so it has every field an ordinary one has."""
+        run = self.start(config, distributed.World(size=processes, backend=distributed.backend_for(config.device)
+                                                   if processes > 1 else None))  # fmt: skip
+        run.skip = run.skip or error  # no environment of a device that did not run
+        if processes > 1:
+            run.distributed = run.world.describe(run.hp["batch_size"], 0, config.loader)
+            run.distributed.update(dropped_per_epoch=None, padded_per_epoch=None)  # unknown: no data was read
+        run.start -= seconds  # the time it took to find out
+        return self._keep(run, run.record(status, error))
+
+    def _keep(self, run: RunState, record: RunRecord) -> RunRecord:
+        self._infos[record.run_id] = run.info
         return record
 
     def finish(self, record: RunRecord, results_dir: Path | None) -> Path | None:
@@ -283,14 +385,15 @@ class Session:
             record.error = str(exc) if record.error is None else f"{record.error}; then {exc}"
         return write_record(record, results_dir) if results_dir is not None else None
 
-    def _train_and_evaluate(self, config, hp, entries, device, run_id, recipe, progress: _Progress, world,
-                            between_steps) -> None:  # fmt: skip
-        timer, variant = progress.timer, config.variant
+    def _train_and_evaluate(self, run: RunState, between_steps: Callable[[], float] | None) -> None:
+        """Setup, warm-up, the epochs, the final evaluation: each measurement is kept in ``run`` as it is made."""
+        config, recipe, hp, entries, device, world = run.config, run.recipe, run.hp, run.entries, run.device, run.world
+        timer, variant = run.timer, config.variant
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
         with timer.phase("setup"):
-            data = progress.data = self._prepare_data(entries["dataset"], config)
+            data = run.data = self._prepare_data(entries["dataset"], config)
             num_classes = len(data.dataset.classes)
             hp.setdefault("num_classes", num_classes)
             watched = WatchedHyperparameters(hp)  # notes which keys the factories read
@@ -305,7 +408,7 @@ class Session:
             # Ranks augment independently (rank 0 as a single process would), but shuffle alike.
             augment_rng = torch.Generator(device=device).manual_seed(config.seed + world.rank)
             train_batches, test_batches = self._batches(data, transform, hp, device, config, shuffle, world)
-            progress.distributed = world.describe(hp["batch_size"], len(data.train_indices), config.loader)
+            run.distributed = world.describe(hp["batch_size"], len(data.train_indices), config.loader)
             scheduler = self._scheduler(entries, optimizer, watched, len(train_batches))
             check_overrides_read(config.hyperparameters, watched, recipe)
             step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng, world)
@@ -321,10 +424,10 @@ class Session:
                 tuning = cpu_tuning.TuningRequest(signature, config.cache_dir or default_cache_dir(), config.retune,
                                                   config.threads)  # fmt: skip
             step.warm_up(warmup_train, _warmup_batches(test_batches), tuning)
-            progress.cpu = step.cpu_record() if device.type == "cpu" else None
+            run.cpu = step.cpu_record() if device.type == "cpu" else None
 
-        info = progress.info = replace(
-            progress.info,
+        info = run.info = replace(
+            run.info,
             dataset=data.dataset.name,
             train_size=len(data.train_indices),
             test_size=len(data.test_indices),
@@ -345,27 +448,27 @@ class Session:
                 if scheduler is not None and step_scheduler is None:
                     scheduler.step()
             mean_loss = world.mean(mean_loss)  # over every rank's batches: what one process would report
-            progress.epoch_loss.append(mean_loss)
-            progress.epoch_seconds.append(timer.seconds["train"] - before)
-            progress.images_trained += info.train_size
-            result = EpochResult(epoch, mean_loss, progress.epoch_seconds[-1], info.train_size)
+            run.epoch_loss.append(mean_loss)
+            run.epoch_seconds.append(timer.seconds["train"] - before)
+            run.images_trained += info.train_size
+            result = EpochResult(epoch, mean_loss, run.epoch_seconds[-1], info.train_size)
             notify("epoch_end", run=info, epoch=result)
             if config.target_acc is not None and epoch < hp["epochs"]:
                 with timer.phase("epoch_eval"):  # kept out of train time
                     accuracy = _accuracy(*evaluate(step.model, test_batches, num_classes, variant, device, world))
-                progress.epoch_accuracy.append(accuracy)
-                if accuracy >= config.target_acc and progress.time_to_target_s is None:
-                    progress.time_to_target_s = timer.seconds["train"]
+                run.epoch_accuracy.append(accuracy)
+                if accuracy >= config.target_acc and run.time_to_target_s is None:
+                    run.time_to_target_s = timer.seconds["train"]
                     if config.stop_at_target:
                         break
 
         with timer.phase("eval"):
             correct, total = evaluate(step.model, test_batches, num_classes, variant, device, world)
-        progress.correct, progress.total = correct, total
+        run.correct, run.total = correct, total
         if config.target_acc is not None:
-            progress.epoch_accuracy.append(_accuracy(correct, total))
-            if progress.time_to_target_s is None and progress.epoch_accuracy[-1] >= config.target_acc:
-                progress.time_to_target_s = timer.seconds["train"]
+            run.epoch_accuracy.append(_accuracy(correct, total))
+            if run.time_to_target_s is None and run.epoch_accuracy[-1] >= config.target_acc:
+                run.time_to_target_s = timer.seconds["train"]
 
     # -- setup helpers ----------------------------------------------------------
 
@@ -431,80 +534,6 @@ class Session:
         if "scheduler" not in entries:
             return None
         return build(entries["scheduler"], torch.optim.lr_scheduler.LRScheduler, optimizer, hp, steps_per_epoch)
-
-    # -- the record -------------------------------------------------------------
-
-    @staticmethod
-    def _record(run_id, status, error, recipe, hp, entries, config, device, skip, progress, started_at, total_s):
-        seconds, data = progress.timer.seconds, progress.data
-        correct, total = progress.correct, progress.total
-        train_s, eval_s = seconds.get("train", 0.0), seconds.get("eval", 0.0)
-        classes = list(data.dataset.classes) if data else []
-        record = RunRecord(
-            run_id=run_id,
-            status=status,
-            recipe=recipe.name,
-            components={kind: ComponentRef(e.name, e.plugin) for kind, e in entries.items()},
-            hyperparameters=hp,
-            seed=config.seed,
-            device=config.device,
-            loader=config.loader,
-            precision=config.variant.precision,
-            channels_last=config.variant.channels_last,
-            compile=config.variant.compile,
-            deterministic=config.deterministic,
-            started_at=started_at,
-            error=error,
-            environment=environment.collect("" if skip else devices.device_name(device)),
-            overrides={
-                "components": dict(config.components),
-                "hyperparameters": dict(config.hyperparameters),
-                "dataset": config.dataset,
-                "limit_train": config.limit_train,
-                "limit_test": config.limit_test,
-            },
-            dataset=None
-            if data is None
-            else DatasetInfo(
-                name=data.dataset.name,
-                fingerprint=data.dataset.fingerprint,
-                train_size=len(data.train_indices),
-                test_size=len(data.test_indices),
-                classes=classes,
-                synthetic=data.dataset.synthetic,
-                source=data.dataset.source,
-            ),
-            metrics=Metrics(
-                test_accuracy=_accuracy(correct, total) if correct is not None else None,
-                per_class_accuracy={
-                    c: (correct[i] / total[i]).item() if total[i] else 0.0 for i, c in enumerate(classes)
-                }
-                if correct is not None
-                else {},
-                epoch_loss=progress.epoch_loss,
-                epoch_accuracy=progress.epoch_accuracy,
-                target_acc=config.target_acc,
-                time_to_target_s=progress.time_to_target_s,
-            ),
-            timings=Timings(
-                setup_s=seconds.get("setup", 0.0),
-                warmup_s=seconds.get("warmup", 0.0),
-                train_s=train_s,
-                eval_s=eval_s,
-                epoch_eval_s=seconds.get("epoch_eval", 0.0),
-                total_s=total_s,
-                epoch_train_s=progress.epoch_seconds,
-            ),
-            throughput=Throughput(
-                train_img_s=progress.images_trained / train_s if train_s and progress.images_trained else 0.0,
-                eval_img_s=len(data.test_indices) / eval_s if eval_s and data else 0.0,
-            ),
-            memory=_memory(device) if not skip else Memory(),
-            distributed=progress.distributed,
-            cpu=progress.cpu,
-        )
-        record.workload = workload.identify(record.to_dict())
-        return record
 
 
 class TrainStep:

@@ -47,28 +47,26 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 # torch, and the modules that need it, are imported inside the functions that run things:
 # building the command line (every cifar-bench command does) must not load torch.
-from . import manager, variants, workload
+from . import manager, variants
 from .console import Console
 from .devices import parse_devices, unavailable_reason
 from .errors import PluginError, UsageError, unknown_name
 from .records import (
-    Metrics,
     RecordError,
     RunRecord,
-    Throughput,
-    Timings,
-    new_run_id,
     read_record,
-    utc_now,
 )
 from .report import run_table
 from .variants import LOADERS, PRECISIONS
+
+if TYPE_CHECKING:
+    from .runner import RunConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -143,8 +141,38 @@ class SuiteRun:
         flat = {k: v for k, v in self.options.items() if k not in ("set", "components")}
         return {**flat, **self.options.get("set", {}), **self.options.get("components", {})}
 
+    def config(self) -> RunConfig:
+        """This run as the harness runs it: the same RunConfig that ``cifar-bench run``'s flags would give."""
+        from .cache import default_cache_dir
+        from .components import DataSource
+        from .runner import RunConfig
+        from .variants import Variant
+
+        option, v = self.options.get, self.variant
+        path = {key: str(self.base / option(key)) for key in PATHS if option(key) is not None}
+        lengths = {key: option(key) for key in ("epochs", "batch_size") if option(key) is not None}
+        return RunConfig(
+            recipe=self.recipe,
+            device=self.device,
+            seed=self.seed,
+            loader=v["loader"],
+            variant=Variant(precision=v["precision"], channels_last=v["channels_last"], compile=v["compile"]),
+            hyperparameters={**option("set", {}), **lengths},
+            components=dict(option("components", {})),
+            dataset=option("dataset"),
+            source=DataSource(root=path.get("data_root", "./data"), data_dir=path.get("data_dir")),
+            limit_train=option("limit_train"),
+            limit_test=option("limit_test"),
+            cache_dir=None if option("no_cache") else default_cache_dir(),
+            target_acc=option("target_acc"),
+            stop_at_target=bool(option("stop_at_target", False)),
+            deterministic=bool(option("deterministic", False)),
+            threads=option("threads"),
+            repeat=self.repeat,
+        )
+
     def argv(self, results_dir: Path, *, quiet: bool) -> list[str]:
-        """This run as ``cifar-bench run`` arguments."""
+        """This run as ``cifar-bench run`` arguments: how a data-parallel run starts its ranks under torchrun."""
         v = self.variant
         args = [
             "run",
@@ -304,16 +332,13 @@ def validate(suite: Suite, registry) -> None:
 
     Resolves each run's hyperparameters on the way (kept for records of runs that cannot start).
     """
-    from . import cli, distributed, orchestration, runner  # cli imports this module when it builds its parser
+    from . import distributed, runner
 
-    parser = cli.build_parser()
     for i, run in enumerate(suite.runs):
         try:
             for kind, name in run.options.get("components", {}).items():
                 registry.get(kind, name)
-            args = parser.parse_args(run.argv(Path("results"), quiet=True))  # as each run will be started
-            config = replace(orchestration.run_config(args), device=run.device)
-            hp = runner.check(config, registry.recipe(run.recipe), run.options.get("nproc", 1))
+            hp = runner.check(run.config(), registry.recipe(run.recipe), run.options.get("nproc", 1))
             if "nproc" in run.options:
                 distributed.backend_for(run.device)
         except UsageError as exc:
@@ -349,47 +374,10 @@ def shown(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return (ok or list(records) or [None])[-1]
 
 
-def failed_record(run: SuiteRun, error: str, started_at: str, seconds: float) -> RunRecord:
-    """The record of a run that could not produce its own (bad data, a data-parallel run that failed)."""
-    from . import distributed, environment
-
-    nproc = run.options.get("nproc")
-    batch = run.hyperparameters.get("batch_size")
-    record = RunRecord(
-        run_id=new_run_id(run.recipe, run.device),
-        status="failed",
-        recipe=run.recipe,
-        components={},
-        hyperparameters=dict(run.hyperparameters),
-        seed=run.seed,
-        device=run.device,
-        loader=run.variant["loader"],
-        dataset=None,
-        metrics=Metrics(),
-        timings=Timings(total_s=seconds),
-        throughput=Throughput(),
-        environment=environment.collect(""),
-        precision=run.variant["precision"],
-        channels_last=run.variant["channels_last"],
-        compile=run.variant["compile"],
-        deterministic=bool(run.options.get("deterministic", False)),
-        overrides={
-            "components": dict(run.options.get("components", {})),
-            "hyperparameters": dict(run.options.get("set", {})),
-        },
-        error=error,
-        started_at=started_at,
-        distributed=None
-        if nproc is None
-        else {
-            "world_size": nproc,
-            "backend": distributed.backend_for(run.device),
-            "global_batch_size": batch,
-            "per_rank_batch_size": batch // nproc if batch else None,
-        },
-        suite_key=run.key,
-    )
-    record.workload = workload.identify(record.to_dict())
+def failed_record(run: SuiteRun, error: str, seconds: float, session) -> RunRecord:
+    """The record of a run that could not make its own (its data missing, its torchrun or worker dead)."""
+    record = session.unstarted(run.config(), "failed", error, seconds, processes=run.options.get("nproc", 1))
+    record.suite_key = run.key
     return record
 
 
@@ -501,7 +489,7 @@ def _run_local(suite: Suite, labels, before, todo, args, session, plugin_args, r
             status = _run_distributed(run, argv, session, results_dir)
         else:
             torch.set_num_threads(run.options.get("threads", default_threads))
-            status = _run_here(run, argv, session, results_dir)
+            status = _run_here(run, session, results_dir)
         torch.set_num_threads(default_threads)
         ran += 1
         if status == "interrupted":
@@ -515,27 +503,23 @@ def run_name(run: SuiteRun, label: str) -> str:
     return f"{name} {label}" if label else name
 
 
-def _run_here(run: SuiteRun, argv: list[str], session, results_dir: Path) -> str:
-    """One run in this process, through ``run``'s own flags and the suite's session; returns its status.
+def _run_here(run: SuiteRun, session, results_dir: Path) -> str:
+    """One run in this process, with the suite's session (decoded data is reused); returns its status.
 
     (A data-parallel run whose device is missing comes here too, to be recorded as skipped.)
     """
-    record = record_here(run, argv, session)
+    record = record_here(run, session)
     print(f"record: {session.finish(record, results_dir)}")
     return record.status
 
 
-def record_here(run: SuiteRun, argv: list[str], session) -> RunRecord:
-    """One run in this process, through ``run``'s own flags and ``session``; its record, not yet written."""
-    from . import cli, orchestration
-
-    started_at, start = utc_now(), time.perf_counter()
-    args = cli.build_parser().parse_args(argv)
-    config = replace(orchestration.run_config(args), device=run.device, repeat=run.repeat)
+def record_here(run: SuiteRun, session) -> RunRecord:
+    """One run in this process with ``session``; its record, not yet written."""
+    start = time.perf_counter()
     try:
-        record = session.run(config)
+        record = session.run(run.config())
     except (UsageError, PluginError) as exc:  # data missing, say: this run fails, the suite goes on
-        record = failed_record(run, str(exc), started_at, time.perf_counter() - start)
+        record = failed_record(run, str(exc), time.perf_counter() - start, session)
     record.suite_key = run.key
     return record
 
@@ -544,7 +528,7 @@ def _run_distributed(run: SuiteRun, argv: list[str], session, results_dir: Path)
     """One data-parallel run under torchrun; a run that died without a record gets a failed one."""
     from . import distributed
 
-    started_at, start = utc_now(), time.perf_counter()
+    start = time.perf_counter()
     before = {r["run_id"] for r in records_by_key(results_dir, {run.key}).get(run.key, [])}
     try:
         code, error = distributed.launch(argv, run.options["nproc"])
@@ -556,7 +540,7 @@ def _run_distributed(run: SuiteRun, argv: list[str], session, results_dir: Path)
     if code == 130:
         return "interrupted"
     message = error or f"exited with code {code} and wrote no record"
-    record = failed_record(run, message, started_at, time.perf_counter() - start)
+    record = failed_record(run, message, time.perf_counter() - start, session)
     print(f"cifar-bench: error: {message}", file=sys.stderr)
     print(f"record: {session.finish(record, results_dir)}")
     return "failed"

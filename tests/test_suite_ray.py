@@ -274,7 +274,7 @@ def test_a_session_given_decoded_data_trains_on_it_without_reading_its_own(tmp_p
     from cifar_bench.runner import RunConfig, Session
 
     plugins = manager.build([], autoload=False)
-    session = Session(plugins, collect(plugins.pm))
+    session = Session(plugins, collect(plugins))
     shipped = make_synthetic(200, 50)
     source = DataSource(root=str(tmp_path / "no-cifar-here"), download=False)
     session.provide_data("cifar10", source, shipped, decode(shipped.train), decode(shipped.test))
