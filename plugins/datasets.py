@@ -8,6 +8,7 @@ from PIL import Image
 
 from cifar_bench import DataError, Dataset, DataSource, fingerprint_arrays, hookimpl, read_image_folder
 
+
 def cifar10(source: DataSource) -> Dataset:
     """torchvision's CIFAR-10 under ``source.root`` (downloaded as the tutorial does),
     or the ImageFolder copy at ``source.data_dir`` when one is given."""
