@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -22,13 +23,13 @@ import pandas as pd
 import torch
 from tabulate import tabulate
 
-from . import __version__, distributed, lockstep, manager
+from . import __version__, distributed, lockstep, manager, signals
 from .components import DataSource
 from .console import Console
 from .data import default_cache_dir
-from .devices import parse_devices
+from .devices import parse_devices, unavailable_reason
 from .errors import RunFailed, UsageError
-from .records import RunRecord, write_record
+from .records import RunRecord, prepare_results_dir, write_record
 from .registry import collect
 from .runner import RunConfig, Session, resolve_hyperparameters
 from .variants import PRECISIONS, Variant
@@ -61,6 +62,38 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+#: Seeds torch accepts for every generator a run seeds (weights, batch order, augmentation per rank).
+MAX_SEED = 2**63 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63-1, got {value}")
+    return value
+
+
+def _threads(text: str) -> int:
+    value = _positive_int(text)
+    cores = os.cpu_count() or 1
+    if value > cores:  # more threads than cores only take turns on them, and slow every step down
+        raise argparse.ArgumentTypeError(f"{value} is more than this machine's {cores} CPU cores: use at most {cores}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
@@ -103,7 +136,7 @@ def build_parser() -> Parser:
     run.add_argument("--batch-size", type=_positive_int, help="override the recipe's batch size")
     run.add_argument("--set", dest="settings", type=_key_value, action="append", default=[],
                      metavar="KEY=VALUE", help="override any hyperparameter, e.g. --set lr=0.01")  # fmt: skip
-    run.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation [0]")
+    run.add_argument("--seed", type=_seed, default=0, help="seed for weights, batch order and augmentation [0]")
     run.add_argument("--dataset", help="override the recipe's dataset (e.g. synthetic)")
     run.add_argument("--data-dir", help="read an ImageFolder copy: DIR/train/<class>/*, DIR/test/<class>/*")
     run.add_argument("--data-root", default="./data", help="where torchvision downloads CIFAR-10 [./data]")
@@ -116,9 +149,7 @@ def build_parser() -> Parser:
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go [results/]")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no loss log")
     run.add_argument("--repeats", type=_positive_int, default=1, help="run N times with seeds SEED..SEED+N-1 [1]")
-    run.add_argument(
-        "--threads", type=_positive_int, help="CPU threads for torch (recorded) [tuned: see --no-cpu-tune]"
-    )
+    run.add_argument("--threads", type=_threads, help="CPU threads for torch (recorded) [tuned: see --no-cpu-tune]")
     run.add_argument("--no-cpu-tune", dest="cpu_tune", action="store_false",
                      help="train with torch's CPU defaults instead of the fastest measured in the warm-up")  # fmt: skip
     run.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="autocast precision [fp32]")
@@ -137,7 +168,7 @@ def build_parser() -> Parser:
         run.add_argument(f"--{kind}", dest=f"component_{kind}", metavar="NAME", help=f"override the recipe's {kind}")
     run.add_argument("--nproc", type=_positive_int, metavar="N",
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
-    run.add_argument("--dist-timeout", type=float, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
+    run.add_argument("--dist-timeout", type=_positive_seconds, default=distributed.DEFAULT_TIMEOUT_S, metavar="S",
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
     run.add_argument("--suite-key", help=argparse.SUPPRESS)  # set by 'suite': stored in the record
     _plugin_flag(run, "plugins_sub")
@@ -161,17 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     traceback = "--traceback" in argv
     try:
-        args = build_parser().parse_args(argv)
-        args.argv = argv  # for a command that starts itself again (run --nproc)
-        return args.func(args)
+        with signals.sigterm_as_interrupt():  # SIGTERM is recorded as Ctrl-C is, then exits 143
+            args = build_parser().parse_args(argv)
+            args.argv = argv  # for a command that starts itself again (run --nproc)
+            return signals.exit_code(args.func(args))
     except (UsageError, RunFailed) as exc:
         if traceback:
             raise
         print(f"cifar-bench: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("cifar-bench: interrupted", file=sys.stderr)
-        return 130
+        print(f"cifar-bench: {'terminated' if signals.terminated() else 'interrupted'}", file=sys.stderr)
+        return signals.exit_code(signals.INTERRUPTED)
     except Exception as exc:
         if traceback:
             raise
@@ -214,7 +246,9 @@ def launch_run(args) -> int:
     interleave_mode(args, across_processes=True)  # refuse a bad --interleave before starting the ranks
     if devices[0] == "cuda" and torch.cuda.device_count() < args.nproc:
         raise UsageError(f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has {torch.cuda.device_count()}")
-    _, session = _load(args)
+    preflight(args)
+    plugins, session = _load(args)
+    plugins.check_broken()  # a broken plugin is refused here, before torchrun starts the ranks
     runs = [(args.recipe, run_config(args).hyperparameters)]
     if args.reference:  # the reference keeps its own batch size (see run_runs)
         runs.append((args.reference, {"epochs": args.epochs} if args.epochs is not None else {}))
@@ -258,6 +292,7 @@ def run_config(args) -> RunConfig:
 
 def run_runs(args) -> int:
     """The runs ``run`` asked for, devices x repeats, each with its reference if one is given."""
+    preflight(args)
     plugins, session = _load(args)
     plugins.check_broken()
     if args.threads is not None:
@@ -300,6 +335,24 @@ def run_runs(args) -> int:
                 break  # the device is absent: its other repeats would say the same
     print(run_table(records))
     return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
+
+
+def preflight(args) -> None:
+    """What ``run`` can check before any training: the results folder, the devices, the seeds.
+
+    Each failure is bad input (exit 2) now rather than a lost or empty run later.
+    """
+    if distributed.current().main:  # rank 0 writes for all ranks
+        prepare_results_dir(args.results_dir)
+    if args.seed + args.repeats - 1 > MAX_SEED:
+        raise UsageError(f"--seed {args.seed} with --repeats {args.repeats} runs past the largest seed, 2**63-1")
+    if "num_classes" in dict(args.settings):
+        raise UsageError("num_classes comes from the dataset's classes: drop --set num_classes")
+    if args.device.strip() != "all":  # 'all' means whatever is here
+        reasons = {device: unavailable_reason(device) for device in parse_devices(args.device)}
+        if all(reasons.values()):
+            why = "; ".join(f"{device}: {reason}" for device, reason in reasons.items())
+            raise UsageError(f"no requested device is available ({why}): use --device cpu, or --device all")
 
 
 def interleave_mode(args, *, across_processes: bool) -> str | None:
