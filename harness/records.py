@@ -438,6 +438,8 @@ def _is_number(value: Any) -> bool:
 
 def record_problem(data: dict[str, Any]) -> str | None:
     """What makes ``data`` no sane record (``"timings.train_s: expected a number"``), or None."""
+    if not all(isinstance(data.get(name), str) and data.get(name) for name in ("recipe", "device", "status")):
+        return "needs recipe, device and status"
     for name, kind in _TOP_FIELDS.items():
         problem = kind != _SECTION and _kind_problem(data.get(name), kind)
         if problem:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -231,5 +234,229 @@ def test_every_reader_reads_or_skips_any_record_with_one_warning(tmp_path, data)
         compare_runs(ok, ok, Settings())
     skipped: list[str] = []
     found = suite.records_by_key(folder, {"k"}, report=skipped.append)
-    assert bool(skipped) == bool(messages) or not messages  # flatten may refuse more than read_record
+    assert skipped == messages  # one judge of what is a record, for every reader
     assert all(isinstance(r["suite_key"], str) for group in found.values() for r in group)
+
+
+# -- 4. symlinked folders are read once ------------------------------------------------------
+
+
+def test_a_symlink_loop_in_an_image_folder_is_refused_naming_the_link(run_cli, image_folder, tmp_path):
+    (image_folder / "train" / "cat" / "loop").symlink_to(".")
+    result = run_cli("run", "baseline", "--data-dir", image_folder, "--results-dir", tmp_path / "r", "--quiet")
+    assert result.code == 2, result
+    assert str(image_folder / "train" / "cat" / "loop") in result.err and "symlink" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_symlinked_class_folder_is_still_read(image_folder, tmp_path):
+    from cifar_bench.data import read_image_folder
+
+    elsewhere = tmp_path / "elsewhere"
+    (image_folder / "train" / "frog").rename(elsewhere)
+    (image_folder / "train" / "frog").symlink_to(elsewhere)
+    assert len(read_image_folder(image_folder).train) == 24
+
+
+# -- 5. temporary files of killed writes ------------------------------------------------------
+
+
+def _stale(path: Path, size: int = 10) -> Path:
+    path.write_bytes(b"x" * size)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    return path
+
+
+def test_temporary_files_of_killed_writes_are_removed_at_the_next_start(run_cli, tmp_path, smoke, image_folder):
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    results.mkdir()
+    cache.mkdir()
+    stale_record = _stale(results / ".20260101T000000Z-baseline-cpu-0000.json.abcd1234.tmp")
+    fresh_record = results / ".20260101T000000Z-baseline-cpu-1111.json.efgh5678.tmp"
+    fresh_record.write_text("a write under way in another process")
+    stale_cache = _stale(cache / ".cifar10-0123456789abcdef.pt.wxyz9876.tmp", 1000)
+    args = ("--data-dir", image_folder, "--epochs", "1", "--quiet", "--cache-dir", cache)
+    result = run_cli("run", "baseline", *args, "--results-dir", results)
+    assert result.code == 0, result
+    assert not stale_record.exists() and not stale_cache.exists()
+    assert fresh_record.exists()  # too new to be a dead write's
+    assert len(list(results.glob("*.json"))) == 1 and len(list(cache.glob("*.pt"))) == 1
+    assert list(cache.glob(".*.tmp")) == []
+
+
+def test_a_cache_write_killed_midway_leaves_at_most_one_temporary_file(tmp_path, image_folder):
+    """kill -9 while the cache is saved, twice over: the second start removes the first's file."""
+    code = (
+        "import os, sys, torch\n"
+        "from cifar_bench import records\n"
+        "from cifar_bench.data import load_tensors, read_image_folder\n"
+        "records.STALE_MARGIN_S = -3600.0  # every temporary file older than this process is stale\n"
+        "def killed(obj, f, *a, **k):\n"
+        "    open(f, 'wb').write(b'half a cache')\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "torch.save = killed\n"
+        f"load_tensors(read_image_folder({str(image_folder)!r}), {str(tmp_path / 'cache')!r})\n"
+    )
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+        assert proc.returncode == -9, proc.stderr
+        assert len(list((tmp_path / "cache").glob(".*.tmp"))) == 1
+
+
+# -- 6. SIGTERM and interrupts at start-up ----------------------------------------------------
+
+
+def test_sigterm_during_a_run_records_it_as_interrupted_and_exits_143(run_cli, tmp_path, smoke):
+    plugin = tmp_path / "terminate.py"
+    plugin.write_text(
+        "import os, signal\n"
+        "from cifar_bench import hookimpl\n\n"
+        "@hookimpl\n"
+        "def epoch_end(run, epoch):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # what CI, Kubernetes and Slurm send first\n"
+    )
+    out = tmp_path / "r"
+    result = run_cli("run", "baseline", *smoke, "--epochs", "3", "-p", plugin, "--repeats", "2", "--results-dir", out)
+    assert result.code == 143, result
+    (written,) = out.glob("*.json")
+    record = read_record(written)
+    assert record["status"] == "interrupted" and len(record["metrics"]["epoch_loss"]) == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back after the command
+
+
+def test_sigterm_to_a_real_process_is_recorded(tmp_path):
+    args = [sys.executable, "-m", "cifar_bench", "run", "baseline", "--dataset", "synthetic", "--limit-train", "100",
+            "--limit-test", "20", "--epochs", "1000", "--batch-size", "10", "--quiet",
+            "--results-dir", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # "epoch 1: mean loss ...": training is under way
+        if line.startswith("epoch "):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    (written,) = tmp_path.glob("*.json")
+    assert read_record(written)["status"] == "interrupted" and "record: " in out
+
+
+def test_ctrl_c_while_cifar_bench_starts_is_one_line_and_exit_130(tmp_path):
+    """A Ctrl-C while torch is being imported (seconds, at every start)."""
+    script = Path(sys.executable).parent / "cifar-bench"
+    if not script.exists():
+        pytest.skip("the cifar-bench command is not installed beside this Python")
+    code = (
+        "import sys, runpy\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        f"sys.argv = [{str(script)!r}, 'list']\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130 and proc.stderr == "cifar-bench: interrupted\n", proc.stderr
+
+
+# -- 7. devices and threads ------------------------------------------------------------------
+
+
+def test_a_run_whose_every_device_is_absent_is_bad_input(run_cli, tmp_path, smoke, monkeypatch, no_training):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run_cli("run", "baseline", *smoke, "--device", "cuda", "--results-dir", tmp_path)
+    assert result.code == 2 and "CUDA is not available" in result.err and "--device all" in result.err, result
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_more_threads_than_cores_are_refused(run_cli, tmp_path, smoke, no_training):
+    cores = os.cpu_count() or 1
+    result = run_cli("run", "baseline", *smoke, "--threads", str(cores + 1), "--results-dir", tmp_path)
+    assert result.code == 2 and f"{cores} CPU cores" in result.err, result
+
+
+# -- 8. smaller bad inputs --------------------------------------------------------------------
+
+
+def test_images_of_mixed_sizes_name_the_odd_file(image_folder, tmp_path):
+    from PIL import Image
+
+    from cifar_bench.data import load_tensors, read_image_folder
+    from cifar_bench.errors import DataError
+
+    Image.new("RGB", (40, 32)).save(image_folder / "train" / "dog" / "0005.png")
+    with pytest.raises(DataError, match=r"dog/0005\.png is 40x32"):
+        load_tensors(read_image_folder(image_folder), None)
+
+
+def test_a_corrupt_cache_is_warned_about_in_one_line_without_torchs_advice(image_folder, tmp_path):
+    import datetime
+
+    import torch
+
+    from cifar_bench.data import load_tensors, read_image_folder
+
+    ds = read_image_folder(image_folder)
+    load_tensors(ds, tmp_path)
+    (cache_file,) = tmp_path.glob("*.pt")
+    torch.save({"format": 1, "when": datetime.date(2020, 1, 1)}, cache_file)  # weights_only refuses a date
+    with pytest.warns(UserWarning) as caught:
+        assert not load_tensors(ds, tmp_path)[2]
+    (message,) = [str(w.message) for w in caught]
+    assert "\n" not in message and "weights_only" not in message and "rebuilding" in message
+
+
+def test_a_forged_cache_with_the_right_name_but_wrong_contents_is_rebuilt(image_folder, tmp_path):
+    import torch
+
+    from cifar_bench.data import load_tensors, read_image_folder
+
+    ds = read_image_folder(image_folder)
+    train, test, _ = load_tensors(ds, tmp_path)
+    (cache_file,) = tmp_path.glob("*.pt")
+    blob = torch.load(cache_file, weights_only=True)
+    for key, value in (("train_images", train.images[:5]), ("train_labels", train.labels[:5])):
+        blob[key] = value  # five images where the data has 24
+    blob["test_labels"] = test.labels + 7  # and labels of classes the data has not
+    torch.save(blob, cache_file)
+    with pytest.warns(UserWarning, match="holds 5 train images"):
+        again, _, hit = load_tensors(ds, tmp_path)
+    assert not hit and len(again) == 24
+    assert load_tensors(ds, tmp_path)[2]  # rebuilt: the next run reads it
+
+
+def test_a_data_dir_that_is_a_file_says_so(run_cli, tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = run_cli("run", "baseline", "--data-dir", tmp_path / "afile", "--results-dir", tmp_path / "r")
+    assert result.code == 2 and "is a file, not a folder" in result.err, result
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--seed", "18446744073709551616"), "--seed: must be between 0 and 2**63-1"),
+        (("--seed", str(2**63 - 1), "--repeats", "2"), "runs past the largest seed"),
+        (("--set", "num_classes=5"), "drop --set num_classes"),
+        (("--nproc", "2", "--dist-timeout", "-5"), "--dist-timeout: must be a positive number of seconds"),
+    ],
+    ids=["seed-too-big", "seed-repeats-too-big", "set-num-classes", "negative-dist-timeout"],
+)
+def test_more_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, smoke, no_training, args, message):
+    result = run_cli("run", "baseline", *smoke, *args, "--results-dir", tmp_path)
+    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result
+
+
+def test_a_broken_plugin_is_refused_before_torchrun_starts(run_cli, tmp_path, smoke, monkeypatch):
+    from cifar_bench import distributed
+
+    def no_torchrun(*args, **kwargs):
+        raise AssertionError("torchrun started")
+
+    monkeypatch.setattr(distributed, "launch", no_torchrun)
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise ImportError('this plugin is broken')\n")
+    result = run_cli("run", "baseline", *smoke, "--nproc", "2", "-p", broken, "--results-dir", tmp_path / "r")
+    assert result.code == 2 and "broken" in result.err and len(result.err.strip().splitlines()) == 1, result
