@@ -53,7 +53,7 @@ class DatasetInfo:
 @dataclass
 class Metrics:
     test_accuracy: float | None = None  # fraction of the test set, 0..1
-    per_class_accuracy: dict[str, float] = field(default_factory=dict)
+    per_class_accuracy: dict[str, float | None] = field(default_factory=dict)  # None: no test images
     epoch_loss: list[float] = field(default_factory=list)  # mean training loss per epoch
     epoch_accuracy: list[float] = field(default_factory=list)  # after each epoch, with --target-acc
     target_acc: float | None = None

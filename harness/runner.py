@@ -368,7 +368,7 @@ class Session:
             metrics=Metrics(
                 test_accuracy=_accuracy(correct, total) if correct is not None else None,
                 per_class_accuracy={
-                    c: (correct[i] / total[i]).item() if total[i] else 0.0 for i, c in enumerate(classes)
+                    c: (correct[i] / total[i]).item() if total[i] else None for i, c in enumerate(classes)
                 }
                 if correct is not None
                 else {},

@@ -460,3 +460,12 @@ def test_a_broken_plugin_is_refused_before_torchrun_starts(run_cli, tmp_path, sm
     broken.write_text("raise ImportError('this plugin is broken')\n")
     result = run_cli("run", "baseline", *smoke, "--nproc", "2", "-p", broken, "--results-dir", tmp_path / "r")
     assert result.code == 2 and "broken" in result.err and len(result.err.strip().splitlines()) == 1, result
+
+
+def test_classes_a_small_test_subset_leaves_out_are_not_applicable_not_zero(run_cli, tmp_path, smoke):
+    result = run_cli("run", "baseline", *smoke, "--limit-test", "3", "--results-dir", tmp_path)
+    assert result.code == 0, result
+    (written,) = tmp_path.glob("*.json")
+    per_class = read_record(written)["metrics"]["per_class_accuracy"]
+    assert len(per_class) == 10 and sum(value is None for value in per_class.values()) == 7
+    assert result.out.count("n/a (no test images)") == 7
