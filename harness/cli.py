@@ -192,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     traceback = "--traceback" in argv
     try:
-        with signals.sigterm_as_interrupt():  # SIGTERM is recorded as Ctrl-C is, then exits 143
+        # SIGTERM is recorded as Ctrl-C is, then exits 143. Not in a rank under torchrun: torchrun stops the
+        # other ranks with SIGTERM when one fails, and that failure, not an interrupt, is what must be recorded.
+        with contextlib.nullcontext() if distributed.launched_by_torchrun() else signals.sigterm_as_interrupt():
             args = build_parser().parse_args(argv)
             args.argv = argv  # for a command that starts itself again (run --nproc)
             return signals.exit_code(args.func(args))
