@@ -1,7 +1,8 @@
 """The ``cifar-bench`` command.
 
 Exit codes: 0 done, 1 a run failed, 2 bad input (unknown name, bad flag,
-missing data, broken plugin). Errors are one line on stderr; ``--traceback``
+missing data, broken plugin, a results folder that cannot take records), 130
+interrupted by Ctrl-C, 143 by SIGTERM. Errors are one line on stderr; ``--traceback``
 shows the full Python traceback instead.
 """
 
