@@ -1,7 +1,8 @@
 """The ``cifar-bench`` command.
 
 Exit codes: 0 done, 1 a run failed, 2 bad input (unknown name, bad flag,
-missing data, broken plugin). Errors are one line on stderr; ``--traceback``
+missing data, broken plugin, a results folder that cannot take records), 130
+interrupted by Ctrl-C, 143 by SIGTERM. Errors are one line on stderr; ``--traceback``
 shows the full Python traceback instead.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, signals
 from .cache import default_cache_dir
 from .components import COMPONENT_KINDS
 from .errors import RunFailed, UsageError
@@ -48,6 +50,38 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+#: Seeds torch accepts for every generator a run seeds (weights, batch order, augmentation per rank).
+MAX_SEED = 2**63 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63-1, got {value}")
+    return value
+
+
+def _threads(text: str) -> int:
+    value = _positive_int(text)
+    cores = os.cpu_count() or 1
+    if value > cores:  # more threads than cores only take turns on them, and slow every step down
+        raise argparse.ArgumentTypeError(f"{value} is more than this machine's {cores} CPU cores: use at most {cores}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
@@ -87,7 +121,7 @@ def build_parser() -> Parser:
     run.add_argument("--batch-size", type=_positive_int, help="override the recipe's batch size")
     run.add_argument("--set", dest="settings", type=_key_value, action="append", default=[],
                      metavar="KEY=VALUE", help="override any hyperparameter, e.g. --set lr=0.01")  # fmt: skip
-    run.add_argument("--seed", type=int, default=0, help="seed for weights, batch order and augmentation [0]")
+    run.add_argument("--seed", type=_seed, default=0, help="seed for weights, batch order and augmentation [0]")
     run.add_argument("--dataset", help="override the recipe's dataset (e.g. synthetic)")
     run.add_argument("--data-dir", help="read an ImageFolder copy: DIR/train/<class>/*, DIR/test/<class>/*")
     run.add_argument("--data-root", default="./data", help="where torchvision downloads CIFAR-10 [./data]")
@@ -100,9 +134,7 @@ def build_parser() -> Parser:
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go [results/]")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no loss log")
     run.add_argument("--repeats", type=_positive_int, default=1, help="run N times with seeds SEED..SEED+N-1 [1]")
-    run.add_argument(
-        "--threads", type=_positive_int, help="CPU threads for torch (recorded) [tuned: see --no-cpu-tune]"
-    )
+    run.add_argument("--threads", type=_threads, help="CPU threads for torch (recorded) [tuned: see --no-cpu-tune]")
     run.add_argument("--no-cpu-tune", dest="cpu_tune", action="store_false",
                      help="train with torch's CPU defaults, not the fastest measured on this machine")  # fmt: skip
     run.add_argument("--retune", action="store_true",
@@ -123,7 +155,7 @@ def build_parser() -> Parser:
         run.add_argument(f"--{kind}", dest=f"component_{kind}", metavar="NAME", help=f"override the recipe's {kind}")
     run.add_argument("--nproc", type=_positive_int, metavar="N",
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
-    run.add_argument("--dist-timeout", type=float, metavar="S",  # default: distributed.DEFAULT_TIMEOUT_S
+    run.add_argument("--dist-timeout", type=_positive_seconds, metavar="S",  # default: distributed.DEFAULT_TIMEOUT_S
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
     run.add_argument("--suite-key", help=argparse.SUPPRESS)  # set by 'suite': stored in the record
     _plugin_flag(run, "plugins_sub")
@@ -147,17 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     traceback = "--traceback" in argv
     try:
-        args = build_parser().parse_args(argv)
-        args.argv = argv  # for a command that starts itself again (run --nproc)
-        return args.func(args)
+        # SIGTERM is recorded as Ctrl-C is, then exits 143 (a rank under torchrun puts the default back:
+        # see orchestration.cmd_run).
+        with signals.sigterm_as_interrupt():
+            args = build_parser().parse_args(argv)
+            args.argv = argv  # for a command that starts itself again (run --nproc)
+            return signals.exit_code(args.func(args))
     except (UsageError, RunFailed) as exc:
         if traceback:
             raise
         print(f"cifar-bench: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("cifar-bench: interrupted", file=sys.stderr)
-        return 130
+        print(f"cifar-bench: {'terminated' if signals.terminated() else 'interrupted'}", file=sys.stderr)
+        return signals.exit_code(signals.INTERRUPTED)
     except Exception as exc:
         if traceback:
             raise

@@ -97,7 +97,8 @@ class Console:
         self._print(f"Accuracy on test images: {100 * m.test_accuracy:.2f}%")
         width = max(len(c) for c in m.per_class_accuracy) if m.per_class_accuracy else 0
         for name, acc in m.per_class_accuracy.items():
-            self._print(f"  {name:<{width}}  {100 * acc:5.1f}%")
+            shown = "   n/a (no test images)" if acc is None else f"{100 * acc:5.1f}%"
+            self._print(f"  {name:<{width}}  {shown}")
         self._print(
             f"train {t.train_s:.1f} s ({tp.train_img_s:,.0f} img/s), "
             f"eval {t.eval_s:.2f} s ({tp.eval_img_s:,.0f} img/s), setup {t.setup_s:.1f} s"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from torchvision.datasets import ImageFolder
 
 from .components import Dataset
 from .errors import DataError
+from .records import remove_stale_temp_files, temp_file
 
 _CACHE_FORMAT = 1  # bump when the cache file layout changes
 
@@ -51,12 +52,15 @@ def read_image_folder(path: str | os.PathLike, name: str = "cifar10") -> Dataset
     """
     root = Path(path).expanduser()
     fix = "point --data-dir at a folder holding train/<class>/*.jpg and test/<class>/*.jpg"
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data directory {root} is a file, not a folder: {fix}")
     if not root.is_dir():
         raise DataError(f"data directory {root} does not exist: {fix}")
     splits = {}
     for split in ("train", "test"):
         if not (root / split).is_dir():
             raise DataError(f"data directory {root} has no '{split}' folder: {fix}")
+        refuse_repeated_folders(root / split)
         try:
             splits[split] = ImageFolder(str(root / split))
         except (FileNotFoundError, RuntimeError) as exc:
@@ -83,6 +87,26 @@ def read_image_folder(path: str | os.PathLike, name: str = "cifar10") -> Dataset
         fingerprint=digest.hexdigest()[:16],
         source=f"image folder {root}",
     )
+
+
+def refuse_repeated_folders(top: Path) -> None:
+    """Refuse a symlinked folder that leads to a folder already read (a loop, or a second way in).
+
+    Symlinked folders are followed (a dataset assembled from links is a
+    common layout), but each real folder is read once: a link back to a
+    folder above it would otherwise repeat every image in it dozens of times
+    (until paths grow too long) and silently skew the class balance.
+    """
+    seen: dict[str, str] = {}
+    for folder, subfolders, _ in os.walk(top, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise DataError(
+                f"{folder} is a symlink to {seen[real]}, which is read already: "
+                "remove the link, or replace it with a copy of what it should hold"
+            )
+        seen[real] = folder
+        subfolders.sort()  # the same folder is the first one seen on every machine
 
 
 def fingerprint_arrays(*arrays: np.ndarray) -> str:
@@ -117,9 +141,14 @@ def decode(split: torch.utils.data.Dataset) -> TensorSplit:
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read image {path}: {exc}: replace or remove the file, then run again") from None
         labels.append(label)
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise DataError(f"images differ in size ({sorted(shapes)[:3]}...): all images must be one size")
+    odd = next((i for i, a in enumerate(arrays) if a.shape != arrays[0].shape), None)
+    if odd is not None:
+        first, other = (split.samples[i][0] if hasattr(split, "samples") else f"item {i}" for i in (0, odd))
+        h, w = arrays[odd].shape[:2]
+        raise DataError(
+            f"image {other} is {w}x{h}, unlike {first} ({arrays[0].shape[1]}x{arrays[0].shape[0]}): "
+            "all images must be one size; resize or remove it"
+        )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return TensorSplit(images, torch.tensor(labels, dtype=torch.int64))
 
@@ -133,7 +162,8 @@ def load_tensors(dataset: Dataset, cache_dir: Path | None) -> tuple[TensorSplit,
     if cache_dir is None or dataset.synthetic:
         return decode(dataset.train), decode(dataset.test), False
     path = Path(cache_dir) / f"{dataset.name}-{dataset.fingerprint}.pt"
-    cached = _read_cache(path, dataset.fingerprint)
+    remove_stale_temp_files(Path(cache_dir), ".*.pt.*.tmp")  # left by a write killed midway
+    cached = _read_cache(path, dataset.fingerprint, _expected(dataset))
     if cached is not None:
         return cached[0], cached[1], True
     train, test = decode(dataset.train), decode(dataset.test)
@@ -141,23 +171,59 @@ def load_tensors(dataset: Dataset, cache_dir: Path | None) -> tuple[TensorSplit,
     return train, test, False
 
 
-def _read_cache(path: Path, fingerprint: str) -> tuple[TensorSplit, TensorSplit] | None:
+def _expected(dataset: Dataset) -> dict[str, int | None]:
+    """What a cache of ``dataset`` must hold: each split's length (when known) and the class count."""
+    sizes: dict[str, int | None] = {"classes": len(dataset.classes)}
+    for split in ("train", "test"):
+        try:
+            sizes[split] = len(getattr(dataset, split))
+        except TypeError:  # a dataset without a length: not checked
+            sizes[split] = None
+    return sizes
+
+
+def _read_cache(
+    path: Path, fingerprint: str, expected: dict[str, int | None] | None = None
+) -> tuple[TensorSplit, TensorSplit] | None:
     if not path.exists():
         return None
+    expected = expected or {}
     try:
         blob = torch.load(path, weights_only=True)  # tensors only: never unpickle code
+        if not isinstance(blob, dict):
+            raise ValueError("it is not a cifar-bench cache")
         if blob.get("format") != _CACHE_FORMAT or blob.get("fingerprint") != fingerprint:
             raise ValueError("it was made from other data")
         splits = []
         for split in ("train", "test"):
             images, labels = blob[f"{split}_images"], blob[f"{split}_labels"]
-            if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
-                raise ValueError("its tensors have the wrong shape")
+            if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
+                raise ValueError("it holds something other than tensors")
+            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+                raise ValueError(f"its {split} images have the wrong shape or type")
+            if labels.dtype != torch.int64 or labels.ndim != 1 or len(images) != len(labels):
+                raise ValueError(f"its {split} labels have the wrong shape or type")
+            if expected.get(split) is not None and len(labels) != expected[split]:
+                raise ValueError(f"it holds {len(labels)} {split} images, the data {expected[split]}")
+            classes = expected.get("classes")
+            if len(labels) and (labels.min() < 0 or (classes is not None and labels.max() >= classes)):
+                raise ValueError(f"its {split} labels are outside the {classes} classes")
             splits.append(TensorSplit(images, labels))
     except Exception as exc:  # a corrupt or foreign cache is rebuilt, never trusted
-        warnings.warn(f"ignoring data cache {path}: {exc}; rebuilding it", stacklevel=2)
+        warnings.warn(f"ignoring data cache {path}: {_cache_problem(exc)}; rebuilding it", stacklevel=2)
         return None
     return splits[0], splits[1]
+
+
+def _cache_problem(exc: Exception) -> str:
+    """Why a cache file was refused, in one line (torch's own messages run to several, with bad advice)."""
+    if isinstance(exc, pickle.UnpicklingError):  # weights_only refused it: it holds more than tensors
+        return "it holds more than tensors, so it is not loaded"
+    if isinstance(exc, KeyError):
+        return f"it lacks {exc}"
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _write_cache(path: Path, fingerprint: str, train: TensorSplit, test: TensorSplit) -> None:
@@ -171,7 +237,7 @@ def _write_cache(path: Path, fingerprint: str, train: TensorSplit, test: TensorS
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = temp_file(path)  # the mode an ordinary file gets, for a cache shared by several users
         os.close(fd)
         try:
             torch.save(blob, tmp)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 import sys
 from dataclasses import replace
 
@@ -21,11 +22,12 @@ import torch
 
 from . import distributed, lockstep, manager
 from .cache import default_cache_dir
+from .cli import MAX_SEED
 from .components import COMPONENT_KINDS, DataSource
 from .console import Console
-from .devices import parse_devices
+from .devices import parse_devices, unavailable_reason
 from .errors import RunFailed, UsageError
-from .records import RunRecord
+from .records import RunRecord, prepare_results_dir
 from .registry import collect
 from .report import run_table
 from .runner import RunConfig, Session, check
@@ -45,6 +47,8 @@ def cmd_run(args) -> int:
     """Runs in this process; ``--nproc N`` starts N ranks under torchrun, and a rank under torchrun joins them."""
     if not distributed.launched_by_torchrun():
         return launch_run(args) if args.nproc is not None else run_runs(args)
+    # torchrun stops the other ranks with SIGTERM when one fails: that failure, not an interrupt, is what counts.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     world = distributed.init(parse_devices(args.device), args.dist_timeout or distributed.DEFAULT_TIMEOUT_S)
     try:
         if args.nproc is not None and args.nproc != world.size:
@@ -66,6 +70,7 @@ def launch_run(args) -> int:
     interleave_mode(args, across_processes=True)  # refuse a bad --interleave before starting the ranks
     if devices[0] == "cuda" and torch.cuda.device_count() < args.nproc:
         raise UsageError(f"--nproc {args.nproc} needs {args.nproc} GPUs; this machine has {torch.cuda.device_count()}")
+    preflight(args)
     plugins, session = load(args)
     plugins.check_broken()  # before torchrun starts: N ranks would each refuse it
     candidate, reference = run_config(args), reference_config(args)
@@ -117,6 +122,7 @@ def reference_config(args) -> RunConfig | None:
 
 def run_runs(args) -> int:
     """The runs ``run`` asked for, devices x repeats, each with its reference if one is given."""
+    preflight(args)
     plugins, session = load(args)
     plugins.check_broken()
     if args.threads is not None:
@@ -155,6 +161,24 @@ def run_runs(args) -> int:
                 break  # the device is absent: its other repeats would say the same
     print(run_table(records))
     return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
+
+
+def preflight(args) -> None:
+    """What ``run`` can check before any training: the results folder, the devices, the seeds.
+
+    Each failure is bad input (exit 2) now rather than a lost or empty run later.
+    """
+    if distributed.current().main:  # rank 0 writes for all ranks
+        prepare_results_dir(args.results_dir)
+    if args.seed + args.repeats - 1 > MAX_SEED:
+        raise UsageError(f"--seed {args.seed} with --repeats {args.repeats} runs past the largest seed, 2**63-1")
+    if "num_classes" in dict(args.settings):
+        raise UsageError("num_classes comes from the dataset's classes: drop --set num_classes")
+    if args.device.strip() != "all":  # 'all' means whatever is here
+        reasons = {device: unavailable_reason(device) for device in parse_devices(args.device)}
+        if all(reasons.values()):
+            why = "; ".join(f"{device}: {reason}" for device, reason in reasons.items())
+            raise UsageError(f"no requested device is available ({why}): use --device cpu, or --device all")
 
 
 def interleave_mode(args, *, across_processes: bool) -> str | None:

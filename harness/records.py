@@ -7,11 +7,15 @@ never sees half a record, even when a run is killed while saving.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import re
 import secrets
+import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +50,7 @@ class DatasetInfo:
 @dataclass
 class Metrics:
     test_accuracy: float | None = None  # fraction of the test set, 0..1
-    per_class_accuracy: dict[str, float] = field(default_factory=dict)
+    per_class_accuracy: dict[str, float | None] = field(default_factory=dict)  # None: no test images
     epoch_loss: list[float] = field(default_factory=list)  # mean training loss per epoch
     epoch_accuracy: list[float] = field(default_factory=list)  # after each epoch, with --target-acc
     target_acc: float | None = None
@@ -175,10 +179,90 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+#: When this process started: temporary files older than it (less a margin) belong to writes that died.
+PROCESS_STARTED = time.time()
+
+#: How much older than this process a temporary file must be to count as left by a dead write.
+STALE_MARGIN_S = 60.0
+
+
+def file_mode() -> int:
+    """The mode the umask gives an ordinary new file (``0o644`` under umask 022).
+
+    ``mkstemp`` makes its files ``0600`` whatever the umask, and a rename keeps
+    that mode: without this, records in a shared folder are unreadable to
+    everyone but their writer.
+    """
+    try:  # Linux says it without changing anything
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temp_file(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` (``.NAME.XXXX.tmp``) with an ordinary file's mode."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with contextlib.suppress(OSError):  # a file system without modes (some network mounts): the file still works
+        os.fchmod(fd, file_mode())
+    return fd, tmp
+
+
+def remove_stale_temp_files(folder: Path, pattern: str = ".*.tmp") -> list[Path]:
+    """Remove the temporary files (``pattern``) that writes killed midway left in ``folder``.
+
+    Only files last changed well before this process started: a write still
+    under way in another process keeps changing its file, and is left alone.
+    Returns what was removed; a file that cannot be removed stays, silently.
+    """
+    removed = []
+    try:
+        candidates = list(Path(folder).glob(pattern))
+    except OSError:
+        return removed
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_mtime < PROCESS_STARTED - STALE_MARGIN_S:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def prepare_results_dir(results_dir: Path) -> Path:
+    """Create ``results_dir`` (or find it) and prove it writable, before any run starts.
+
+    A probe file is written and removed, so a results folder that is a file,
+    under a file, read-only or full is bad input (exit 2) now, not a lost
+    record after training. Temporary files of writes killed earlier are
+    removed on the way.
+    """
+    from .errors import UsageError
+
+    where = f"results folder {results_dir}"
+    if results_dir.exists() and not results_dir.is_dir():
+        raise UsageError(f"{where} is a file, not a folder: give --results-dir a folder")
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = temp_file(results_dir / "write-probe")
+        os.close(fd)
+        Path(probe).unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"cannot write to {where} ({reason}): give --results-dir a folder you can write to") from None
+    remove_stale_temp_files(results_dir)
+    return results_dir
+
+
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Write ``data`` as JSON to ``path`` so that it is either all there or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
@@ -193,8 +277,35 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 
 def write_record(record: RunRecord, results_dir: Path) -> Path:
-    """Store ``record`` as ``<results_dir>/<run_id>.json``; returns the path."""
-    return write_json_atomic(results_dir / f"{safe_name(record.run_id)}.json", record.to_dict())
+    """Store ``record`` as ``<results_dir>/<run_id>.json``; returns the path.
+
+    A record is never dropped: if the results folder cannot take it (full,
+    removed, made read-only during the run), it goes to the first of
+    :func:`fallback_dirs` that can, and a warning on stderr says where.
+    """
+    name, data = f"{safe_name(record.run_id)}.json", record.to_dict()
+    try:
+        return write_json_atomic(results_dir / name, data)
+    except OSError as exc:
+        first = exc
+    for folder in fallback_dirs():
+        try:
+            path = write_json_atomic(folder / name, data)
+        except OSError:
+            continue
+        reason = first.strerror or type(first).__name__
+        print(f"cifar-bench: warning: cannot write to results folder {results_dir} ({reason}); "
+              f"the record is kept at {path}: move it there", file=sys.stderr)  # fmt: skip
+        return path
+    raise first
+
+
+def fallback_dirs() -> list[Path]:
+    """Where a record goes when its results folder refuses it: here, the cache folder, the temp folder."""
+    from .data import default_cache_dir
+
+    return [Path.cwd() / "cifar-bench-unsaved", default_cache_dir() / "unsaved-records",
+            Path(tempfile.gettempdir()) / "cifar-bench-unsaved"]  # fmt: skip
 
 
 class RecordError(ValueError):
@@ -236,12 +347,19 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise RecordError(f"{path}: not a readable JSON record ({type(exc).__name__}: {exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
+        # ValueError covers JSONDecodeError and integers longer than Python converts (4300 digits)
+        reason = "nested too deep" if isinstance(exc, RecursionError) else _short(exc)
+        raise RecordError(f"{path}: not a readable JSON record ({reason})") from None
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """Load one record as a dict in the current schema, refusing files that are not records of a known schema."""
+    """Load one record as a dict in the current schema, refusing files that are not sane records of a known schema.
+
+    Whatever is wrong with a file (not JSON, nested too deep, numbers too big
+    for a float, a field of the wrong type) ends as one :class:`RecordError`
+    naming it, so that every reader skips it the same way and reads the rest.
+    """
     try:
         data = read_json(path)
     except FileNotFoundError as exc:
@@ -250,10 +368,117 @@ def read_record(path: Path) -> dict[str, Any]:
         raise RecordError(f"{path}: not a cifar-bench run record (no schema_version)")
     version = data["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < min(MIGRATIONS, default=1):
-        raise RecordError(f"{path}: schema_version {version!r} is not one cifar-bench ever wrote")
+        raise RecordError(f"{path}: schema_version {_short(version)} is not one cifar-bench ever wrote")
     if version > SCHEMA_VERSION:
         raise RecordError(
-            f"{path}: record schema_version {version!r} is newer than this cifar-bench "
+            f"{path}: record schema_version {_short(version)} is newer than this cifar-bench "
             f"understands ({SCHEMA_VERSION}); upgrade cifar-bench to read it"
         )
-    return migrate(data)
+    data = migrate(data)
+    problem = record_problem(data)
+    if problem:
+        raise RecordError(f"{path}: not a usable run record ({problem})")
+    return data
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value, cut short: a message must stay one readable line whatever the file held."""
+    try:
+        text = " ".join(str(value).split()) if isinstance(value, BaseException) else repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- what a sane record holds -------------------------------------------------------
+# Every field that readers use, with the kinds of value it may hold. None is allowed
+# everywhere (a skipped run measured nothing); missing fields read as None. Fields not
+# listed here may hold any JSON: readers do not look into them.
+
+_STR, _INT, _BOOL, _NUM, _NUMS, _STRS, _SECTION = "str", "int", "bool", "number", "numbers", "strings", "section"
+
+#: Top-level fields and their kinds; sections are checked field by field with :data:`_SECTION_FIELDS`.
+_TOP_FIELDS: dict[str, str] = {
+    "run_id": _STR, "status": _STR, "recipe": _STR, "device": _STR, "loader": _STR, "precision": _STR,
+    "error": _STR, "started_at": _STR, "role": _STR, "suite_key": _STR,
+    "seed": _INT, "channels_last": _BOOL, "compile": _BOOL, "deterministic": _BOOL,
+    **{name: _SECTION for name in ("components", "hyperparameters", "overrides", "dataset", "metrics", "timings",
+                                   "throughput", "environment", "memory", "reference", "timings_ratio",
+                                   "distributed", "cpu")},
+}  # fmt: skip
+
+_SECTION_FIELDS: dict[str, dict[str, str]] = {
+    "dataset": {"name": _STR, "fingerprint": _STR, "source": _STR, "train_size": _INT, "test_size": _INT,
+                "synthetic": _BOOL, "classes": _STRS},
+    "metrics": {"test_accuracy": _NUM, "target_acc": _NUM, "time_to_target_s": _NUM, "epoch_loss": _NUMS,
+                "epoch_accuracy": _NUMS, "per_class_accuracy": _SECTION, "diverged_at": _SECTION},
+    "timings": {"epoch_train_s": _NUMS},  # every other timing: a number
+    "throughput": {},  # every field: a number
+    "timings_ratio": {},  # every field: a number
+    "memory": {"device_peak_bytes": _INT, "host_peak_rss_bytes": _INT},
+    "environment": {"python": _STR, "torch": _STR, "torchvision": _STR, "platform": _STR, "cpu": _STR,
+                    "device_name": _STR, "git_commit": _STR, "hostname": _STR, "threads": _INT},
+    "hyperparameters": {"epochs": _INT, "batch_size": _INT},
+    "reference": {"recipe": _STR, "run_id": _STR, "interleave": _STR, "train_s": _NUM, "total_s": _NUM},
+    "distributed": {"world_size": _INT, "backend": _STR, "global_batch_size": _INT, "per_rank_batch_size": _INT},
+}  # fmt: skip
+
+#: Sections whose every field not named above must be a number.
+_ALL_NUMBERS = ("timings", "throughput", "timings_ratio")
+
+#: Integers beyond 64 bits are no count, size or seed cifar-bench writes.
+_INT_LIMIT = 2**63
+
+
+def _kind_problem(value: Any, kind: str) -> str | None:
+    if value is None:
+        return None
+    if kind == _STR:
+        ok = isinstance(value, str)
+    elif kind == _BOOL:
+        ok = isinstance(value, bool)
+    elif kind == _INT:
+        ok = isinstance(value, int) and not isinstance(value, bool) and -_INT_LIMIT <= value < _INT_LIMIT
+    elif kind == _NUM:
+        ok = _is_number(value)
+    elif kind == _NUMS:
+        ok = isinstance(value, list) and all(v is None or _is_number(v) for v in value)
+    elif kind == _STRS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:  # a section
+        ok = isinstance(value, dict)
+    return None if ok else f"expected {'a ' if kind in (_STR, _BOOL, _INT, _NUM, _SECTION) else ''}{kind}"
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer too big for a float
+        return False
+
+
+def record_problem(data: dict[str, Any]) -> str | None:
+    """What makes ``data`` no sane record (``"timings.train_s: expected a number"``), or None."""
+    if not all(isinstance(data.get(name), str) and data.get(name) for name in ("recipe", "device", "status")):
+        return "needs recipe, device and status"
+    for name, kind in _TOP_FIELDS.items():
+        problem = kind != _SECTION and _kind_problem(data.get(name), kind)
+        if problem:
+            return f"{name}: {problem}"
+    # A section that is not a table at all reads as absent (as in records of older layouts that lack
+    # it); a table whose fields have the wrong kinds makes the whole file a bad one.
+    for section, fields in _SECTION_FIELDS.items():
+        values = data.get(section)
+        for name, value in values.items() if isinstance(values, dict) else ():
+            kind = fields.get(name, _NUM if section in _ALL_NUMBERS else None)
+            problem = kind and _kind_problem(value, kind)
+            if problem:
+                return f"{section}.{name}: {problem}"
+    metrics = data.get("metrics")
+    per_class = metrics.get("per_class_accuracy") if isinstance(metrics, dict) else None
+    for name, value in per_class.items() if isinstance(per_class, dict) else ():
+        if _kind_problem(value, _NUM):
+            return f"metrics.per_class_accuracy.{name}: expected a number"
+    return None

@@ -186,7 +186,10 @@ def _typed(value: Any, kind: type, default: Any) -> Any:
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return math.nan
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer too big for a float (read_record refuses such files)
+        return math.nan
 
 
 def _numbers(value: Any) -> list[float]:

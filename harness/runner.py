@@ -175,7 +175,7 @@ class RunState:
             metrics=Metrics(
                 test_accuracy=_accuracy(correct, total) if correct is not None else None,
                 per_class_accuracy={
-                    c: (correct[i] / total[i]).item() if total[i] else 0.0 for i, c in enumerate(classes)
+                    c: (correct[i] / total[i]).item() if total[i] else None for i, c in enumerate(classes)
                 }
                 if correct is not None
                 else {},
@@ -314,8 +314,8 @@ class Session:
         except Diverged as exc:
             result = run.record("diverged", str(exc))
             result.metrics.diverged_at = {"epoch": exc.epoch, "step": exc.step}
-        except KeyboardInterrupt:
-            result = run.record("interrupted", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.Terminated says so)
+            result = run.record("interrupted", str(exc) or "interrupted (Ctrl-C)")
         except ObserverError as exc:  # a plugin's hook raised: the run stops, and its record names the plugin
             if run.world.distributed:
                 raise  # as any error on a rank: the others must stop now (see distributed.rank_failure)

@@ -44,7 +44,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,9 +60,10 @@ from .errors import PluginError, UsageError, unknown_name
 from .records import (
     RecordError,
     RunRecord,
+    prepare_results_dir,
     read_record,
 )
-from .report import run_table
+from .report import run_table, warn
 from .variants import LOADERS, PRECISIONS
 
 if TYPE_CHECKING:
@@ -349,14 +350,21 @@ def validate(suite: Suite, registry) -> None:
 # -- records ------------------------------------------------------------------------------
 
 
-def records_by_key(results_dir: Path, keys: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """The records in ``results_dir`` of the runs named by ``keys``, oldest first per key."""
+def records_by_key(
+    results_dir: Path, keys: set[str], report: Callable[[str], None] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The records in ``results_dir`` of the runs named by ``keys``, oldest first per key.
+
+    A file that is no sane record is skipped, and named to ``report`` if given.
+    """
     found: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(results_dir.rglob("*.json")) if results_dir.is_dir() else []:
         try:
             data = read_record(path)
-        except RecordError:
-            continue  # not a record, or a newer schema: nothing a resume could use
+        except RecordError as exc:
+            if report:  # not a record, or a newer schema: nothing a resume could use
+                report(f"skipped {exc}")
+            continue
         if data.get("suite_key") in keys:
             found.setdefault(data["suite_key"], []).append(data)
     for records in found.values():
@@ -423,7 +431,7 @@ def cmd_suite(args) -> int:
     results_dir = args.results_dir or suite.results_dir or Path("results")
     labels = _settings_labels(suite.runs)
     keys = [run.key for run in suite.runs]
-    before = records_by_key(results_dir, set(keys))
+    before = records_by_key(results_dir, set(keys), report=warn)
     todo = [run for run in suite.runs if not done(before.get(run.key, []))]
     extra = f"; {suite.duplicates} listed twice, run once" if suite.duplicates else ""
     print(
@@ -447,6 +455,7 @@ def cmd_suite(args) -> int:
         print(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
         return 0
 
+    prepare_results_dir(results_dir)  # a folder that cannot take records is refused before the first run
     plugin_args = [arg for plugin in (*args.plugins_global, *args.plugins_sub) for arg in ("-p", plugin)]
     start = time.perf_counter()
     if args.executor == "ray":  # imported only here: Ray is an optional extra
