@@ -302,7 +302,7 @@ def write_record(record: RunRecord, results_dir: Path) -> Path:
 
 def fallback_dirs() -> list[Path]:
     """Where a record goes when its results folder refuses it: here, the cache folder, the temp folder."""
-    from .data import default_cache_dir
+    from .cache import default_cache_dir
 
     return [Path.cwd() / "cifar-bench-unsaved", default_cache_dir() / "unsaved-records",
             Path(tempfile.gettempdir()) / "cifar-bench-unsaved"]  # fmt: skip

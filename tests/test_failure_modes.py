@@ -218,9 +218,9 @@ def damaged_records(draw):
 @given(st.one_of(damaged_records(), json_values))
 def test_every_reader_reads_or_skips_any_record_with_one_warning(tmp_path, data):
     """report, compare and plot (load_runs) and suite resume (records_by_key) agree, and never crash."""
-    from cifar_bench import cli, suite
+    from cifar_bench import suite
     from cifar_bench.compare import Settings, compare_runs
-    from cifar_bench.report import render, summarize
+    from cifar_bench.report import render, run_table, summarize
 
     folder = write(tmp_path / f"fuzz-{time.monotonic_ns()}", record(run_id="good"))
     (folder / "fuzzed.json").write_text(json.dumps(data))
@@ -228,7 +228,7 @@ def test_every_reader_reads_or_skips_any_record_with_one_warning(tmp_path, data)
     runs = load_runs([folder], report=messages.append).runs
     assert len(runs) + len(messages) == 2 and all("fuzzed.json" in m for m in messages)
     render(summarize(runs), "text")
-    cli.run_table(runs.to_dict("records"))
+    run_table(runs.to_dict("records"))
     ok = runs[runs.status == "ok"]
     if len(ok) and ok.recipe.nunique() == 1:
         compare_runs(ok, ok, Settings())
