@@ -385,8 +385,9 @@ def sparkline(series: Series, width: int = 120, height: int = 28) -> str:
 
 
 def page(title: str, body: str, *, root: str, charts: bool) -> str:
-    scripts = (f'<script src="{root}assets/{PLOTLY_FILE}"></script>\n<script src="{root}assets/site.js"></script>\n'
-               if charts else "")  # fmt: skip
+    # Deferred: the tables show while the browser still parses plotly.js; the scripts then run in order.
+    scripts = (f'<script defer src="{root}assets/{PLOTLY_FILE}"></script>\n'
+               f'<script defer src="{root}assets/site.js"></script>\n' if charts else "")  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -90,7 +90,7 @@ def test_site_links_work_and_nothing_comes_from_the_internet(results, tmp_path, 
             assert not re.match(r"[a-z]+:", ref), ref  # relative: works from file:// and any host
             target = (site / link).parent / ref if html is page else site / ref
             assert target.resolve().exists(), ref
-    assert 'src="../assets/plotly.min.js"' in page
+    assert '<script defer src="../assets/plotly.min.js">' in page
 
 
 def test_pages_say_everything_in_tables_without_javascript(results, tmp_path):
