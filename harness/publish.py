@@ -104,6 +104,19 @@ class CommitResult:
     def regression(self) -> bool:
         return self.versus_previous is not None and self.versus_previous.regression
 
+    @property
+    def regressed(self) -> set[str]:
+        """The measures whose change made this commit a regression (none when only failed runs did)."""
+        pair = self.versus_previous
+        if pair is None or not pair.regression:
+            return set()
+        measures = set()
+        if pair.decision is not None and pair.decision.regression:
+            measures |= {"train_s", "train_img_s"}
+        if any(reason.startswith("accuracy ") for reason in pair.reasons):
+            measures.add("test_accuracy_pct")
+        return measures
+
     def quartiles(self, column: str) -> tuple[float, float, float] | None:
         values = pd.to_numeric(self.ok[column], errors="coerce").dropna()
         if values.empty:
@@ -244,7 +257,7 @@ def measure_figure(series: Series, column: str, title: str, label: str, fmt: str
          "marker": {"size": 7, "color": "rgba(0,0,0,0.55)", "line": {"width": 0}},
          "hovertemplate": "%{text}<extra></extra>"},
     ]  # fmt: skip
-    marked = [i for i, c in enumerate(series.commits) if c.regression and quartiles[i] is not None]
+    marked = [i for i, c in enumerate(series.commits) if column in c.regressed and quartiles[i] is not None]
     if marked:
         data.append({"type": "scatter", "mode": "markers", "x": marked, "y": [quartiles[i][1] for i in marked],
                      "name": "regression vs previous commit",
@@ -292,12 +305,13 @@ def run_details(runs: pd.DataFrame) -> dict[str, str]:
     """What hovering a run's point shows: id, commit, seed, environment and hyperparameters (HTML-escaped)."""
     details = {}
     for row in runs.to_dict("records"):
-        env = ", ".join(f"{name} {row.get(name)}" for name in ("cpu", "device_name", "threads", "python", "torch")
-                        if _present(row.get(name)))  # fmt: skip
+        machine = ", ".join(dict.fromkeys(str(row.get(n)) for n in MACHINE_FIELDS if _present(row.get(n))))
+        software = ", ".join(f"{name} {row.get(name)}" for name in ("threads", "python", "torch")
+                             if _present(row.get(name)))  # fmt: skip
         hp = _hyperparameters(row)
-        hp_lines = [", ".join(f"{k}={v}" for k, v in list(hp.items())[i : i + 4]) for i in range(0, len(hp), 4)]
+        hp_lines = [", ".join(f"{k}={v}" for k, v in list(hp.items())[i : i + 3]) for i in range(0, len(hp), 3)]
         lines = [f"run {row['run_id']}", f"commit {str(row['git_commit'])[:12]}, seed {row.get('seed')}",
-                 f"started {row.get('started_at')}", env, *hp_lines]  # fmt: skip
+                 f"started {row.get('started_at')}", machine, software, *hp_lines]  # fmt: skip
         details[row["run_id"]] = "<br>".join(html.escape(str(line)) for line in lines if line)
     return details
 
@@ -335,17 +349,20 @@ def _verdict_text(commit: CommitResult) -> str:
     return f"{pair.verdict} vs previous commit" + (f": {why}" if why else "")
 
 
-def _change(commit: CommitResult, previous: CommitResult | None) -> str:
-    """Train time change in percent and accuracy change in points, since the commit before."""
-    if previous is None:
+def _change(commit: CommitResult) -> str:
+    """Train time and accuracy change since the commit before, as compare estimates them.
+
+    Time: the Hodges-Lehmann estimate of the ratio (the median of all pairwise ratios of runs), which
+    is what compare's verdict rests on; it can differ from the ratio of the two medians.
+    """
+    pair = commit.versus_previous
+    if pair is None:
         return "–"
     parts = []
-    now, before = commit.median("train_s"), previous.median("train_s")
-    if now is not None and before:
-        parts.append(f"{(now / before - 1) * 100:+.1f}% train s")
-    now, before = commit.median("test_accuracy_pct"), previous.median("test_accuracy_pct")
-    if now is not None and before is not None:
-        parts.append(f"{now - before:+.2f} pts acc")
+    if pair.decision is not None:
+        parts.append(f"{(pair.decision.estimate.ratio - 1) * 100:+.1f}% train s")
+    if pair.accuracy_change is not None:
+        parts.append(f"{pair.accuracy_change:+.2f} pts acc")
     return ", ".join(parts) or "–"
 
 
@@ -421,7 +438,6 @@ def index_page(history: History, title: str) -> str:
     rows = []
     for s in history.series:
         latest = s.latest
-        previous = s.commits[-2] if len(s.commits) > 1 else None
         css = ' class="regression"' if latest.regression else ""
         rows.append(
             f"<tr{css}><td><a href=\"workloads/{s.slug}.html\">{_e(s.recipe)}</a></td><td>{_e(s.device)}</td>"
@@ -430,7 +446,7 @@ def index_page(history: History, title: str) -> str:
             f"<td class=num>{_number(latest.median('train_s'), '{:.4g}')}</td>"
             f"<td class=num>{_number(latest.median('train_img_s'), '{:,.0f}')}</td>"
             f"<td class=num>{_number(latest.median('test_accuracy_pct'), '{:.2f}')}</td>"
-            f"<td>{_e(_change(latest, previous))}</td>{_verdict_cell(latest)}"
+            f"<td>{_e(_change(latest))}</td>{_verdict_cell(latest)}"
             f"<td>{sparkline(s)}<span class=marks>{len(s.regressions) or ''}</span></td></tr>"
         )  # fmt: skip
     flagged = sum(1 for s in history.series if s.regressions)
@@ -457,7 +473,6 @@ def series_page(s: Series, history: History, siblings: Sequence[Series], title: 
     charts = "\n".join(_chart(measure_figure(s, column, name, label, fmt, details), f"chart-{column}")
                        for column, name, label, fmt in MEASURES)  # fmt: skip
     history_rows = []
-    previous = None
     for i, c in enumerate(s.commits):
         cells = "".join(
             f"<td class=num>{_quartile_text(c.quartiles(column), fmt)}</td>" for column, _, _, fmt in MEASURES
@@ -467,10 +482,9 @@ def series_page(s: Series, history: History, siblings: Sequence[Series], title: 
         history_rows.append(
             f'<tr{css}><td>{i + 1}</td><td><code title="{_e(c.commit)}">{_e(c.commit[:8])}</code></td>'
             f"<td>{_e(c.first_run)}</td><td>{len(c.ok)}{f' (+{failed} not ok)' if failed else ''}</td>{cells}"
-            f"<td>{_e(_change(c, previous))}</td>{_verdict_cell(c)}"
+            f"<td>{_e(_change(c))}</td>{_verdict_cell(c)}"
             f"<td>{_e('; '.join(c.versus_previous.reasons) if c.versus_previous else '')}</td></tr>"
         )  # fmt: skip
-        previous = c
     run_rows = "\n".join(
         f"<tr><td>{_e(r['run_id'])}</td><td><code>{_e(str(r['git_commit'])[:8])}</code></td><td>{_e(r['seed'])}</td>"
         f"<td>{_e(r['status'])}</td><td>{_e(r['started_at'])}</td><td class=num>{_number(r['train_s'], '{:.4g}')}</td>"

@@ -169,3 +169,21 @@ def test_no_ok_run_with_a_commit_is_a_usage_error(tmp_path, capsys):
     assert main(["publish", str(write(tmp_path / "r", failed)), "--output", str(tmp_path / "site")]) == 2
     assert "nothing to publish" in capsys.readouterr().err
     assert not (tmp_path / "site").exists()
+
+
+def test_the_cross_goes_on_the_chart_of_what_regressed(tmp_path):
+    runs = [
+        at(c, seed, train_s=10.0 + 0.1 * seed, accuracy=0.40 if c == SLOW else 0.50)
+        for c in range(5)
+        for seed in range(4)
+    ]
+    site = tmp_path / "site"
+    main(["publish", str(write(tmp_path / "r", *runs)), "--output", str(site)])
+    page = next((site / "workloads").glob("*.html")).read_text()
+    figures = [json.loads(m) for m in re.findall(r'class="chart-data"[^>]*>(.*?)</script>', page, flags=re.DOTALL)]
+    crossed = [
+        f["layout"]["title"]["text"] for f in figures if any(t["name"].startswith("regression") for t in f["data"])
+    ]
+    assert crossed == ["Test accuracy"]  # time held; accuracy fell 10 points
+    assert all(len(f["layout"]["shapes"]) == 1 for f in figures)  # the commit is shaded on every chart
+    assert "-10.00 pts acc" in page
