@@ -184,22 +184,26 @@ def build_history(runs: pd.DataFrame, settings: Settings | None = None, notes: S
     runs = runs.assign(git_commit=runs["git_commit"].astype(str), started_at=runs["started_at"].fillna("").astype(str))
     first_run = runs.groupby("git_commit")["started_at"].min()
     order = sorted(first_run.index, key=lambda c: (first_run[c], c))
+    position = {commit: i for i, commit in enumerate(order)}
     rows = runs.to_dict("records")
     runs = runs.assign(_series=[series_key(r) for r in rows], _machine=[machine_of(r) for r in rows])
 
-    series = []
+    series, unfinished = [], 0
     for key, group in runs.groupby("_series", sort=False):
         if not (group["status"] == "ok").any():
-            continue  # nothing to draw: no run of this series ever finished
+            unfinished += 1  # nothing to draw: no run of this series ever finished
+            continue
         first = group.iloc[0]
         pair_key = (str(first["recipe"]), str(first["device"]), str(first["variant"]))
         commits: list[CommitResult] = []
-        for commit in sorted(group["git_commit"].unique(), key=order.index):
+        for commit in sorted(group["git_commit"].unique(), key=position.__getitem__):
             result = CommitResult(commit, first_run[commit], group[group["git_commit"] == commit])
             if commits:
                 result.versus_previous = judge_pair(pair_key, commits[-1].runs, result.runs, settings)
             commits.append(result)
         series.append(Series(key, _slug(pair_key[:2], key), *pair_key, str(first["_machine"]), group, commits))
+    if unfinished:
+        notes.append(f"left out {unfinished} workload(s) none of whose runs finished ok")
     series.sort(key=lambda s: (s.recipe, s.device, s.variant, s.machine, s.key))
     return History(series, order, len(runs), notes, settings)
 

@@ -139,13 +139,15 @@ def test_bad_records_and_runs_without_a_commit_are_skipped_with_a_note(results, 
     (results / "junk.json").write_text("{not json")
     loose = record("baseline", "cpu")
     loose["environment"]["git_commit"] = None
-    write(results, loose)
+    write(results, loose, at(0, 0, train_s=1.0, device="mps", status="failed"))
     site = tmp_path / "site"
     assert main(["publish", str(results), "--output", str(site)]) == 0
     err = capsys.readouterr().err
     assert "junk.json" in err and "1 run(s) that record no git commit" in err
+    assert "1 workload(s) none of whose runs finished ok" in err
     index = (site / "index.html").read_text()
-    assert "2 note(s) from loading" in index and "junk.json" in index
+    assert "3 note(s) from loading" in index and "junk.json" in index
+    assert index.count("<tr><td><a href=") == 1  # the failed mps workload has no row
 
 
 def test_rebuilds_replace_an_old_site_but_never_another_folder(results, tmp_path, capsys):
