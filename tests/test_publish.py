@@ -47,6 +47,16 @@ def test_workload_is_the_record_s_own_id_when_it_has_one_else_the_fallback_field
     assert workload_of({**row, "workload": None}) == workload_of(row)  # an older record beside newer ones
 
 
+def test_runs_are_grouped_by_the_workload_column_when_records_have_one(results):
+    runs = load_runs([results]).runs
+    # The same recipe, variant, data and epochs, but two named workloads (say, different learning rates).
+    named = runs.assign(workload=["w-lr1" if seed % 2 else "w-lr2" for seed in runs["seed"]])
+    history = build_history(named)
+    assert sorted(s.key[0] for s in history.series) == ["w-lr1", "w-lr2"]
+    assert all(len(s.runs) == 10 for s in history.series)
+    assert len(build_history(runs).series) == 1  # without the column: one workload by the fallback fields
+
+
 def test_commits_are_in_time_order_and_the_planted_slowdown_alone_is_marked(results):
     history = build_history(load_runs([results]).runs)
     assert history.commits == COMMITS  # by the time of their runs, not by hash or file order

@@ -89,7 +89,7 @@ def test_index_link_opens_a_workload_page_with_its_charts_drawn(browser, site):
     page.goto((site / "index.html").as_uri())
     assert page.locator("table.workloads tbody tr").count() == 2  # cpu and cuda: two series, never one
     page.locator("table.workloads a", has_text="baseline").first.click()
-    page.wait_for_selector("body[data-charts=drawn]", timeout=30_000)
+    page.wait_for_selector("body[data-charts=drawn]", timeout=60_000)
     assert "/workloads/" in page.url and page.title().startswith("baseline on cpu")
 
     train = page.locator("#chart-train_s")
