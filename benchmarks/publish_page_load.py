@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -52,32 +51,9 @@ def make_records(folder: Path, count: int, per_commit: int) -> None:
         (folder / f"{record.run_id}.json").write_text(json.dumps(record.to_dict()))
 
 
-def browser_cpu_ms() -> float:
-    """CPU time used so far by this process's descendants (the Playwright driver and Chromium), from /proc.
-
-    On a shared machine wall time also counts the time other people's work holds the cores; CPU time
-    is what loading a page costs whatever the load, and so what it would take on an idle core.
-    """
-    parents, cpu = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue  # a process that ended meanwhile
-        pid = int(stat.parent.name)
-        parents[pid], cpu[pid] = int(fields[1]), int(fields[11]) + int(fields[12])  # ppid, utime + stime
-    mine, changed = {os.getpid()}, True
-    while changed:
-        grown = mine | {pid for pid, parent in parents.items() if parent in mine}
-        changed, mine = grown != mine, grown
-    return sum(cpu[pid] for pid in mine - {os.getpid()}) * 1000 / os.sysconf("SC_CLK_TCK")
-
-
 def measure(browser, url: str, loads: int, charts: bool) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"tables painted": [], "plotly.js parsed": [], "charts drawn": [],
-                                     "load event": [], "browser CPU time": []}  # fmt: skip
+    times: dict[str, list[float]] = {"tables painted": [], "plotly.js parsed": [], "charts drawn": [], "load event": []}
     for _ in range(loads):
-        cpu_before = browser_cpu_ms()
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
@@ -91,7 +67,6 @@ def measure(browser, url: str, loads: int, charts: bool) -> dict[str, list[float
         times["tables painted"].append(
             page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
         )
-        times["browser CPU time"].append(browser_cpu_ms() - cpu_before)
         if errors:
             sys.exit(f"page errors on {url}: {errors}")
         page.close()
