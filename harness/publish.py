@@ -213,6 +213,11 @@ def _slug(words: Iterable[str], key: tuple[str, ...]) -> str:
     return "-".join([*(re.sub(r"[^a-z0-9]+", "_", w.lower()).strip("_") or "x" for w in words), digest])
 
 
+def _seed_order(seed: Any) -> float:
+    """Seeds in numeric order; anything that is not a number (an odd record) after them."""
+    return float(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else math.inf
+
+
 def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value) != ""
 
@@ -235,7 +240,7 @@ def measure_figure(series: Series, column: str, title: str, label: str, fmt: str
     q25, q50, q75 = ([quartiles[i][k] for i in xs] for k in range(3))
     points_x, points_y, points_text = [], [], []
     for i, commit in enumerate(series.commits):
-        ok = commit.ok.sort_values(["seed", "run_id"], kind="stable")
+        ok = commit.ok.assign(_seed=commit.ok["seed"].map(_seed_order)).sort_values(["_seed", "run_id"], kind="stable")
         values = pd.to_numeric(ok[column], errors="coerce")
         spread = min(0.3, 0.06 * (len(ok) - 1))  # runs of one commit side by side, not on top of each other
         for j, (run_id, value) in enumerate(zip(ok["run_id"], values, strict=True)):

@@ -7,10 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from record_factory import record, write
 
 from cifar_bench.cli import main
 from cifar_bench.compare import Settings, judge_pair
+from cifar_bench.errors import UsageError
 from cifar_bench.publish import SITE_MARKER, build_history, series_key, workload_of
 from cifar_bench.report import load_runs
 
@@ -199,3 +202,34 @@ def test_the_cross_goes_on_the_chart_of_what_regressed(tmp_path):
     assert crossed == ["Test accuracy"]  # time held; accuracy fell 10 points
     assert all(len(f["layout"]["shapes"]) == 1 for f in figures)  # the commit is shaded on every chart
     assert "-10.00 pts acc" in page
+
+
+ODD_FIELDS = [("seed",), ("started_at",), ("hyperparameters",), ("environment", "git_commit"), ("environment", "cpu"),
+              ("environment", "device_name"), ("timings", "train_s"), ("metrics", "test_accuracy"),
+              ("throughput", "train_img_s"), ("run_id",), ("precision",), ("workload",)]  # fmt: skip
+odd_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.lists(st.integers(), max_size=3)
+    | st.dictionaries(st.text(max_size=4), st.integers(), max_size=3)
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(ODD_FIELDS), value=odd_values)
+def test_odd_values_in_a_record_never_crash_publish(tmp_path_factory, field, value):
+    runs = [at(commit, seed, train_s=10.0 + seed) for commit in range(2) for seed in range(2)]
+    target = runs[-1]
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    folder = tmp_path_factory.mktemp("odd")
+    try:  # --traceback: anything but a clean usage error fails the test with its traceback
+        main(["--traceback", "publish", str(write(folder / "r", *runs)), "--output", str(folder / "site")])
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert (folder / "site" / "index.html").is_file()
