@@ -1,0 +1,235 @@
+"""``cifar-bench publish``: series, commit order, regression marks, pages that need no network or JavaScript."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from record_factory import record, write
+
+from cifar_bench.cli import main
+from cifar_bench.compare import Settings, judge_pair
+from cifar_bench.errors import UsageError
+from cifar_bench.publish import SITE_MARKER, build_history, series_key, workload_of
+from cifar_bench.report import load_runs
+
+COMMITS = ["e0" * 20, "b1" * 20, "d2" * 20, "a3" * 20, "c4" * 20]  # 5 commits, whose hashes do not sort by time
+SLOW = 2  # the commit with the planted slowdown
+
+
+def at(commit: int, seed: int, *, train_s: float, cpu: str = "AMD EPYC", device: str = "cpu", **extra) -> dict:
+    r = record("baseline", device, train_s=train_s, seed=seed, **extra)
+    r["environment"].update(git_commit=COMMITS[commit], cpu=cpu, device_name=cpu if device == "cpu" else "GPU X")
+    r["started_at"] = f"2026-01-0{commit + 1}T10:00:0{seed}+00:00"
+    return r
+
+
+def history_records(cpu: str = "AMD EPYC", device: str = "cpu") -> list[dict]:
+    """4 runs at each of 5 commits; the third commit is 50% slower, the fourth puts it back."""
+    runs = []
+    for commit in range(5):
+        base = 15.0 if commit == SLOW else 10.0
+        runs += [at(commit, seed, train_s=base + 0.1 * seed, cpu=cpu, device=device) for seed in range(4)]
+    return runs
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    return write(tmp_path / "results", *history_records())
+
+
+def test_an_older_record_without_a_workload_field_joins_the_series_of_the_same_work(tmp_path):
+    new, old, other = at(0, 0, train_s=10.0), at(1, 1, train_s=10.0), at(1, 2, train_s=10.0)
+    old.pop("workload", None)  # written before records named their work
+    other["hyperparameters"]["epochs"] = 3
+    runs = load_runs([write(tmp_path / "r", new, old, other)]).runs
+    assert workload_of(runs.iloc[0]) == workload_of(runs.iloc[1]) != workload_of(runs.iloc[2])
+
+
+def test_runs_are_grouped_by_the_workload_column_when_records_have_one(results):
+    runs = load_runs([results]).runs
+    # The same recipe, variant, data and epochs, but two named workloads (say, different learning rates).
+    named = runs.assign(workload=["w-lr1" if seed % 2 else "w-lr2" for seed in runs["seed"]])
+    history = build_history(named)
+    assert sorted(s.key[0] for s in history.series) == ["w-lr1", "w-lr2"]
+    assert all(len(s.runs) == 10 for s in history.series)
+    assert len(build_history(runs).series) == 1  # as loaded: one workload
+
+
+def test_commits_are_in_time_order_and_the_planted_slowdown_alone_is_marked(results):
+    history = build_history(load_runs([results]).runs)
+    assert history.commits == COMMITS  # by the time of their runs, not by hash or file order
+    (series,) = history.series
+    assert [c.commit for c in series.commits] == COMMITS
+    verdicts = [c.versus_previous.verdict if c.versus_previous else None for c in series.commits]
+    assert verdicts == [None, "ok", "regression", "faster", "ok"]
+    assert [c.regression for c in series.commits] == [False, False, True, False, False]
+
+
+def test_the_mark_is_compare_s_own_verdict(results):
+    runs = load_runs([results]).runs
+    (series,) = build_history(runs, Settings(max_slowdown=0.6)).series  # 50% slower is within a 60% allowance
+    assert not any(c.regression for c in series.commits)
+    slow, before = (runs[runs.git_commit == COMMITS[i]] for i in (SLOW, SLOW - 1))
+    assert judge_pair(("baseline", "cpu", "tensor fp32"), before, slow, Settings()).regression
+
+
+def test_machines_devices_and_variants_are_never_one_series(tmp_path):
+    runs = history_records() + history_records(cpu="Intel Xeon") + history_records(device="cuda")
+    runs += [at(i, 0, train_s=5.0, precision="bf16") for i in range(5)]
+    history = build_history(load_runs([write(tmp_path, *runs)]).runs)
+    labels = sorted((s.device, s.variant, s.machine) for s in history.series)
+    assert labels == [("cpu", "tensor bf16", "AMD EPYC"), ("cpu", "tensor fp32", "AMD EPYC"),
+                      ("cpu", "tensor fp32", "Intel Xeon"), ("cuda", "tensor fp32", "GPU X (AMD EPYC)")]  # fmt: skip
+    for s in history.series:
+        assert len({series_key(r) for r in s.runs.to_dict("records")}) == 1
+    assert len({s.slug for s in history.series}) == 4
+
+
+def test_site_links_work_and_nothing_comes_from_the_internet(results, tmp_path, capsys):
+    site = tmp_path / "site"
+    assert main(["publish", str(results), "--output", str(site)]) == 0
+    assert "1 workload(s), 20 run(s), 5 commit(s)" in capsys.readouterr().out
+    index = (site / "index.html").read_text()
+    (link,) = re.findall(r'href="(workloads/[^"]+\.html)"', index)
+    page = (site / link).read_text()
+    assert (site / "assets" / "plotly.min.js").stat().st_size > 1_000_000  # the real bundle, not a stub
+    for html in (index, page):
+        for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+            assert not re.match(r"[a-z]+:", ref), ref  # relative: works from file:// and any host
+            target = (site / link).parent / ref if html is page else site / ref
+            assert target.resolve().exists(), ref
+    assert '<script defer src="../assets/plotly.min.js">' in page
+
+
+def test_pages_say_everything_in_tables_without_javascript(results, tmp_path):
+    site = tmp_path / "site"
+    assert main(["publish", str(results), "--output", str(site)]) == 0
+    index = (site / "index.html").read_text()
+    assert "<script" not in index  # the index is plain HTML
+    row = re.search(r"<tbody>\s*(<tr.*?</tr>)", index, flags=re.DOTALL).group(1)
+    assert ">10.15<" in row  # latest median train s: runs of 10.0, 10.1, 10.2 and 10.3 s
+    page = next((site / "workloads").glob("*.html")).read_text()
+    history = re.search(r'<table class="history">.*?</table>', page, flags=re.DOTALL).group(0)
+    rows = re.findall(r"<tr( class=\"regression\")?><td>(\d)</td>", history)
+    assert [(n, bool(mark)) for mark, n in rows] == [(str(i + 1), i == SLOW) for i in range(5)]
+    assert re.search(r"15\.15 \[15\.0[78]–15\.2[23]\]", history)  # the slow commit's median [IQR]
+    assert "+49.3% train s" in history  # 15.15 s against 10.15 s
+
+
+def test_chart_data_holds_every_run_with_its_details(results, tmp_path):
+    site = tmp_path / "site"
+    main(["publish", str(results), "--output", str(site)])
+    page = next((site / "workloads").glob("*.html")).read_text()
+    figures = [json.loads(m) for m in re.findall(r'class="chart-data"[^>]*>(.*?)</script>', page, flags=re.DOTALL)]
+    assert [f["layout"]["title"]["text"] for f in figures] == ["Train time", "Training throughput", "Test accuracy"]
+    train = {t["name"]: t for t in figures[0]["data"]}
+    assert len(train["runs"]["y"]) == 20
+    assert train["median per commit"]["y"] == pytest.approx([10.15, 10.15, 15.15, 10.15, 10.15])
+    assert train["regression vs previous commit"]["x"] == [SLOW]
+    hover = train["runs"]["text"][0]
+    assert "commit e0e0e0e0e0e0" in hover and "seed 0" in hover and "AMD EPYC" in hover and "lr=0.001" in hover
+
+
+def test_a_recipe_on_two_devices_compares_them_on_each_page(tmp_path):
+    site = tmp_path / "site"
+    main(["publish", str(write(tmp_path / "r", *history_records(), *history_records(device="cuda"))),
+          "--output", str(site)])  # fmt: skip
+    pages = sorted((site / "workloads").glob("*.html"))
+    assert len(pages) == 2
+    for page in pages:
+        text = page.read_text()
+        assert "Devices, variants and machines" in text
+        other = next(p for p in pages if p != page)
+        assert f'href="{other.name}"' in text
+
+
+def test_bad_records_and_runs_without_a_commit_are_skipped_with_a_note(results, tmp_path, capsys):
+    (results / "junk.json").write_text("{not json")
+    loose = record("baseline", "cpu")
+    loose["environment"]["git_commit"] = None
+    write(results, loose, at(0, 0, train_s=1.0, device="mps", status="failed"))
+    site = tmp_path / "site"
+    assert main(["publish", str(results), "--output", str(site)]) == 0
+    err = capsys.readouterr().err
+    assert "junk.json" in err and "1 run(s) that record no git commit" in err
+    assert "1 workload(s) none of whose runs finished ok" in err
+    index = (site / "index.html").read_text()
+    assert "3 note(s) from loading" in index and "junk.json" in index
+    assert index.count("<tr><td><a href=") == 1  # the failed mps workload has no row
+
+
+def test_rebuilds_replace_an_old_site_but_never_another_folder(results, tmp_path, capsys):
+    site = tmp_path / "site"
+    assert main(["publish", str(results), "--output", str(site)]) == 0
+    (site / "workloads" / "stale.html").write_text("old")
+    assert main(["publish", str(results), "--output", str(site)]) == 0
+    assert not (site / "workloads" / "stale.html").exists() and (site / SITE_MARKER).exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main(["publish", str(results), "--output", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "holds something else" in err and err.count("\n") == 1
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_no_ok_run_with_a_commit_is_a_usage_error(tmp_path, capsys):
+    failed = at(0, 0, train_s=1.0, status="failed")
+    assert main(["publish", str(write(tmp_path / "r", failed)), "--output", str(tmp_path / "site")]) == 2
+    assert "nothing to publish" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
+
+
+def test_the_cross_goes_on_the_chart_of_what_regressed(tmp_path):
+    runs = [
+        at(c, seed, train_s=10.0 + 0.1 * seed, accuracy=0.40 if c == SLOW else 0.50)
+        for c in range(5)
+        for seed in range(4)
+    ]
+    site = tmp_path / "site"
+    main(["publish", str(write(tmp_path / "r", *runs)), "--output", str(site)])
+    page = next((site / "workloads").glob("*.html")).read_text()
+    figures = [json.loads(m) for m in re.findall(r'class="chart-data"[^>]*>(.*?)</script>', page, flags=re.DOTALL)]
+    crossed = [
+        f["layout"]["title"]["text"] for f in figures if any(t["name"].startswith("regression") for t in f["data"])
+    ]
+    assert crossed == ["Test accuracy"]  # time held; accuracy fell 10 points
+    assert all(len(f["layout"]["shapes"]) == 1 for f in figures)  # the commit is shaded on every chart
+    assert "-10.00 pts acc" in page
+
+
+ODD_FIELDS = [("seed",), ("started_at",), ("hyperparameters",), ("environment", "git_commit"), ("environment", "cpu"),
+              ("environment", "device_name"), ("timings", "train_s"), ("metrics", "test_accuracy"),
+              ("throughput", "train_img_s"), ("run_id",), ("precision",), ("workload",)]  # fmt: skip
+odd_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.lists(st.integers(), max_size=3)
+    | st.dictionaries(st.text(max_size=4), st.integers(), max_size=3)
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(ODD_FIELDS), value=odd_values)
+def test_odd_values_in_a_record_never_crash_publish(tmp_path_factory, field, value):
+    runs = [at(commit, seed, train_s=10.0 + seed) for commit in range(2) for seed in range(2)]
+    target = runs[-1]
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    folder = tmp_path_factory.mktemp("odd")
+    try:  # --traceback: anything but a clean usage error fails the test with its traceback
+        main(["--traceback", "publish", str(write(folder / "r", *runs)), "--output", str(folder / "site")])
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert (folder / "site" / "index.html").is_file()
