@@ -103,3 +103,10 @@ class Console:
             f"train {t.train_s:.1f} s ({tp.train_img_s:,.0f} img/s), "
             f"eval {t.eval_s:.2f} s ({tp.eval_img_s:,.0f} img/s), setup {t.setup_s:.1f} s"
         )
+        # Where the rest of the command's time went, so that seconds outside training are never a mystery.
+        phases = t.setup_s + t.warmup_s + t.train_s + t.eval_s + t.epoch_eval_s
+        startup = f"start-up {t.startup_s:.1f} s (imports, plugins), " if t.startup_s is not None else ""
+        self._print(
+            f"whole run: {startup}setup {t.setup_s:.1f} s, warm-up {t.warmup_s:.1f} s, train {t.train_s:.1f} s, "
+            f"eval {t.eval_s + t.epoch_eval_s:.1f} s, other {t.total_s - phases:.1f} s"
+        )

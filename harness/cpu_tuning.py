@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,9 +42,21 @@ import torch
 from . import environment
 from .records import RecordError, read_json, utc_now, write_json_atomic
 
-BUDGET_S = 0.25  # seconds of steps per candidate and round: enough for a stable median
-MAX_STEPS = 50  # per candidate and round, for fast steps
-ROUNDS = 2  # rounds over all candidates, in alternating order
+#: Seconds of training steps per candidate and round, read from $CIFAR_BENCH_TUNE_S. Measured once per
+#: machine and step, so it can afford to be long: a quarter of a second of idle steps did not predict
+#: 25,000 steps beside a progress display (a 2-thread pick measured at 0.95 ms/step trained at 1.6).
+BUDGET_ENV = "CIFAR_BENCH_TUNE_S"
+DEFAULT_BUDGET_S = 1.5
+MAX_STEPS = 5000  # per candidate and round, for very fast steps
+ROUNDS = 3  # rounds over all candidates, in alternating order: a drift of the machine hits them all alike
+SLOWER_THAN_MEASURED = 1.25  # trained / measured ms per step above which the record and the console say so
+
+
+def budget_s() -> float:
+    try:
+        return max(0.01, float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_S)))
+    except ValueError:
+        return DEFAULT_BUDGET_S
 
 
 @dataclass(frozen=True)
@@ -79,14 +92,20 @@ def candidates(threads: int | None = None) -> list[CpuSettings]:
 
 
 def tune(step: Callable[[], object], options: list[CpuSettings]) -> tuple[CpuSettings, dict[str, float]]:
-    """Time ``step`` under each option; return the fastest and each option's median ms per step."""
+    """Time ``step`` under each option; return the fastest and each option's median ms per step.
+
+    ``step`` should be a training step as training runs it: the next batch
+    from the run's own loader, and now and then the wait for the loss that a
+    progress report makes (see runner.TrainStep.warm_up).
+    """
+    budget = budget_s()
     times: dict[CpuSettings, list[float]] = {option: [] for option in options}
     for r in range(ROUNDS):
         for option in options if r % 2 == 0 else options[::-1]:
             with option.applied():
                 step()  # the first step after a switch pays for it
                 steps, start = 0, time.perf_counter()
-                while steps < 2 or (steps < MAX_STEPS and time.perf_counter() - start < BUDGET_S):
+                while steps < 2 or (steps < MAX_STEPS and time.perf_counter() - start < budget):
                     step()
                     steps += 1
                 times[option].append((time.perf_counter() - start) / steps)
@@ -121,6 +140,23 @@ class Decision:
             "decision": self.how,
             "measured_at": self.measured_at,
             "key": self.key,
+        }
+
+    def check(self, trained_ms_per_step: float, steps: int) -> dict[str, Any]:
+        """How training's own step time (over its first ``steps``) compares with what tuning measured.
+
+        The settings are not switched in mid-run: the thread count and the
+        kernels decide how sums round, and a run's numbers must not depend on
+        a timing. A clearly slower run is recorded and said; ``--retune``
+        measures again (and later runs keep the new choice).
+        """
+        measured = self.timings.get(self.settings.label)
+        ratio = trained_ms_per_step / measured if measured else None
+        return {
+            "after_steps": steps,
+            "trained_ms_per_step": round(trained_ms_per_step, 4),
+            "ratio_to_tuned": None if ratio is None else round(ratio, 3),
+            "slower_than_tuned": ratio is not None and ratio > SLOWER_THAN_MEASURED,
         }
 
 

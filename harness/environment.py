@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
 import sys
+import time
 
 import torch
 import torchvision
@@ -56,3 +58,14 @@ def collect(device_name: str) -> Environment:
         git_commit=git_commit(),
         hostname=socket.gethostname(),
     )
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None where the system does not say."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()  # after the command name, which may hold spaces
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime, in ticks since boot
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None

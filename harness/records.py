@@ -69,6 +69,9 @@ class Timings:
     epoch_eval_s: float = 0.0  # evaluations after each epoch for --target-acc, not in train_s
     total_s: float = 0.0  # wall time of the whole run, setup included
     epoch_train_s: list[float] = field(default_factory=list)
+    # From the process's start to this run's start: interpreter, imports, plugins, registry (and earlier runs
+    # of the same command); with total_s and the write, what the whole command took. None where unknown.
+    startup_s: float | None = None
 
 
 @dataclass

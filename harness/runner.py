@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import math
 import resource
 import sys
@@ -121,6 +122,7 @@ class RunState:
     info: RunInfo  # what observers are told
     started_at: str = field(default_factory=utc_now)
     start: float = field(default_factory=time.perf_counter)
+    startup_s: float | None = field(default_factory=environment.process_age_s)  # the process's life before this run
     # Measured as the run goes:
     data: PreparedData | None = None
     epoch_loss: list[float] = field(default_factory=list)
@@ -192,6 +194,7 @@ class RunState:
                 epoch_eval_s=seconds.get("epoch_eval", 0.0),
                 total_s=time.perf_counter() - self.start - self.timer.away_s,  # not another run's turns
                 epoch_train_s=self.epoch_seconds,
+                startup_s=self.startup_s,
             ),
             throughput=Throughput(
                 train_img_s=self.images_trained / train_s if train_s and self.images_trained else 0.0,
@@ -423,7 +426,7 @@ class Session:
                              "variant": [variant.precision, variant.channels_last, config.deterministic]}  # fmt: skip
                 tuning = cpu_tuning.TuningRequest(signature, config.cache_dir or default_cache_dir(), config.retune,
                                                   config.threads)  # fmt: skip
-            step.warm_up(warmup_train, _warmup_batches(test_batches), tuning)
+            step.warm_up(warmup_train, _warmup_batches(test_batches), tuning, _tuning_batches(train_batches))
             run.cpu = step.cpu_record() if device.type == "cpu" else None
 
         info = run.info = replace(
@@ -451,6 +454,12 @@ class Session:
             run.epoch_loss.append(mean_loss)
             run.epoch_seconds.append(timer.seconds["train"] - before)
             run.images_trained += info.train_size
+            if epoch == 1 and step.decision is not None:  # did the settings tuning chose hold in training?
+                run.cpu["check"] = step.decision.check(1e3 * run.epoch_seconds[0] / len(train_batches),
+                                                       len(train_batches))  # fmt: skip
+                if run.cpu["check"]["slower_than_tuned"]:
+                    warn(f"training stepped {run.cpu['check']['ratio_to_tuned']:.2f}x slower than CPU tuning "
+                         f"measured for {step.cpu.label}: --retune measures again")  # fmt: skip
             result = EpochResult(epoch, mean_loss, run.epoch_seconds[-1], info.train_size)
             notify("epoch_end", run=info, epoch=result)
             if config.target_acc is not None and epoch < hp["epochs"]:
@@ -571,13 +580,19 @@ class TrainStep:
             self.scaler.update()
         return loss.detach()
 
-    def warm_up(self, train_batches, eval_batches, tuning: cpu_tuning.TuningRequest | None = None) -> None:
+    def warm_up(self, train_batches, eval_batches, tuning: cpu_tuning.TuningRequest | None = None,
+                tuning_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:  # fmt: skip
         """Run each batch shape once (and choose the CPU settings), then put every state back as it was.
 
         Compiles (and primes kernels and caches) for the training and the
         evaluation shapes, so that none of that lands in train or eval time,
         while weights, optimizer state and random streams stay exactly as if
         it had never happened.
+
+        Tuning times training steps as training runs them: batches from
+        ``tuning_batches`` (the run's own loader, with a shuffle of its own so
+        that the run's batch order is untouched) and, every PROGRESS_EVERY
+        steps, the wait for the loss that a progress report makes.
         """
         saved = (
             copy.deepcopy(self.model.state_dict()),
@@ -590,8 +605,15 @@ class TrainStep:
         for x, y in train_batches:
             self(x, y)
         if tuning is not None:
-            x, y = train_batches[0]
-            self.decision = tuning.decide(lambda: self(x, y))
+            batches = tuning_batches or itertools.cycle(train_batches)
+            steps = itertools.count(1)
+
+            def step() -> None:
+                loss = self(*next(batches))
+                if next(steps) % PROGRESS_EVERY == 0:
+                    loss.item()
+
+            self.decision = tuning.decide(step)
             self.cpu = self.decision.settings
         for x, _ in eval_batches:
             with torch.inference_mode(), self.autocast:
@@ -636,6 +658,18 @@ def _turn_taker(turn: Callable[[], None], timer: PhaseTimer, device: torch.devic
         return timer.away_s - away
 
     return between_steps
+
+
+def _tuning_batches(batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Endless batches from the run's own resident split, with a shuffle of their own (None: other loaders).
+
+    The DataLoader path is tuned on its warm-up batches instead: starting its
+    workers once per candidate would time the start, not the steps.
+    """
+    if not isinstance(batches, TensorBatches):
+        return None
+    own = TensorBatches(batches.split, batches.batch_size, torch.Generator().manual_seed(0), batches.world)
+    return itertools.chain.from_iterable(itertools.repeat(own))
 
 
 def _warmup_batches(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -20,6 +20,7 @@ def isolated(tmp_path_factory, monkeypatch):
     """No installed third-party plugins, and a cache of this test session's own."""
     monkeypatch.setenv("CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("CIFAR_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("CIFAR_BENCH_TUNE_S", "0.02")  # CPU tuning picks from short timings: tests check what, not speed
 
 
 class CliResult:

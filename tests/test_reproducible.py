@@ -72,3 +72,31 @@ def test_a_corrupt_decisions_file_is_measured_again_not_an_error(run_cli, tmp_pa
 def test_the_decision_is_printed(run_cli, tmp_path, noisy_tuner):
     result = run_cli("run", "baseline", *TINY[:-1], "--cache-dir", tmp_path / "cache", "--results-dir", tmp_path / "r")
     assert "CPU settings:" in result.out and "(measured now)" in result.out
+
+
+def test_tuning_on_the_run_s_own_batches_leaves_its_batch_order_and_state_alone(run_cli, tmp_path, monkeypatch):
+    def tune(step, options):  # 300 real training steps, then the settings training would have anyway
+        for _ in range(300):
+            step()
+        return cpu_tuning.current(), {}
+
+    monkeypatch.setattr(cpu_tuning, "tune", tune)
+    tuned = run(run_cli, tmp_path, "a", "--threads", "1")
+    plain = run(run_cli, tmp_path, "b", "--threads", "1", "--no-cpu-tune")
+    assert (tuned["cpu"]["threads"], tuned["cpu"]["onednn"]) == (plain["cpu"]["threads"], plain["cpu"]["onednn"])
+    assert tuned["metrics"]["epoch_loss"] == plain["metrics"]["epoch_loss"]
+
+
+def test_training_s_step_time_is_checked_against_what_tuning_measured():
+    chosen = cpu_tuning.CpuSettings(1, False)
+    decision = cpu_tuning.Decision(chosen, {chosen.label: 1.0}, "now", "measured", "k")
+    assert decision.check(1.1, 500) == {
+        "after_steps": 500, "trained_ms_per_step": 1.1, "ratio_to_tuned": 1.1, "slower_than_tuned": False
+    }  # fmt: skip
+    assert decision.check(1.6, 500)["slower_than_tuned"] is True
+
+
+def test_a_run_records_the_check(run_cli, tmp_path, noisy_tuner):
+    record = run(run_cli, tmp_path, "a")
+    check = record["cpu"]["check"]
+    assert check["after_steps"] == 20 and check["trained_ms_per_step"] > 0  # 80 images / batch 4, epoch 1
