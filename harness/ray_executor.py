@@ -54,6 +54,14 @@ INSTALL_HINT = 'pip install -e ".[ray]" (or pip install ray)'
 POLL_S = 1.0
 
 
+def check(todo: Sequence[SuiteRun]):
+    """Ray itself, after refusing what makes the suite bad input here: Ray not installed, a device it cannot name."""
+    ray = import_ray()
+    for run in todo:
+        request(run)  # cuda:N, say: a task takes whichever GPU Ray gives it
+    return ray
+
+
 def import_ray():
     """Ray, or a one-line error saying how to install it."""
     try:
@@ -107,9 +115,7 @@ def run_suite(suite: Suite, labels: Sequence[str], todo: Sequence[SuiteRun], arg
               results_dir: Path) -> str:  # fmt: skip
     """Run ``todo`` on the cluster at ``args.address``; records go to ``results_dir``. Returns ``interrupted``
     when Ctrl-C stopped it, else the status of the last run to finish."""
-    ray = import_ray()
-    for run in todo:
-        request(run)  # a device the cluster cannot name is bad input: refuse it before starting anything
+    ray = check(todo)
     started_here = not ray.is_initialized()
     if started_here:
         _connect(ray, args.address)

@@ -455,6 +455,10 @@ def cmd_suite(args) -> int:
         print(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
         return 0
 
+    if args.executor == "ray":  # an optional extra: Ray missing, or a run it cannot name, before anything is touched
+        from . import ray_executor
+
+        ray_executor.check(todo)
     prepare_results_dir(results_dir)  # a folder that cannot take records is refused before the first run
     plugin_args = [arg for plugin in (*args.plugins_global, *args.plugins_sub) for arg in ("-p", plugin)]
     start = time.perf_counter()
