@@ -131,6 +131,12 @@ class RunRecord:
     distributed: dict[str, Any] | None = None
     suite_key: str | None = None  # which run of a suite this is (see suite.py); lets a suite resume
     cpu: dict[str, Any] | None = None  # {"threads", "onednn", "tuned_ms_per_step"}: the CPU settings trained with
+    # The run of another install this one took turns with, step by step ('cifar-bench ab'): {"side", "run_id",
+    # "status", "train_s", "version", "install", "git_commit", "protocol"}; None for a run made alone.
+    partner: dict[str, Any] | None = None
+    # {"train_s": this run's paired steps / the partner's same steps, "step_median": median of the per-step
+    # ratios, "steps": steps paired}; None unless both runs ended ok.
+    paired_ratio: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
