@@ -39,8 +39,8 @@ machine two threads stall on each other whenever a neighbour is busy.
 ``--installs`` gates what a reference recipe cannot: a change to the
 harness itself. Two copies of the project's source are made (side a, the
 base, and side b), and side b's copy is patched so that the harness's own
-training step (``TrainStep.__call__`` in runner.py) spins for
-``--slowdown`` (default 10%) of the CPU time of the step before; every
+training step (``TrainStep.__call__`` in runner.py) first spins for
+``--slowdown`` (default 10%) of the CPU time the step before took; every
 comparison runs both copies with ``cifar-bench ab`` (one process each,
 taking turns step by step, ``python -m cifar_bench`` with the copy first on
 ``PYTHONPATH``: no venv to build, torch shared) and gates with ``compare``,
@@ -247,13 +247,21 @@ def main(argv: list[str] | None = None) -> int:
 
 SOURCE = Path(__file__).resolve().parents[1]
 STEP_CALL = "    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:\n"
-# The planted slowdown, as net_slow plants it (see slow_plugin.py for why CPU time), but inside the harness.
-PLANT = """        _now = time.thread_time()  # planted slowdown (gate benchmark)
-        _last = getattr(self, "_planted", None)
-        _spin = {slowdown!r} * max(0.0, _now - _last[0] - _last[1]) if _last else 0.0
-        while time.thread_time() < _now + _spin:
+# The planted slowdown: before each training step, a spin of ``slowdown`` times the CPU time the previous
+# step itself took (its forward, backward and optimizer step, nothing between steps). CPU time, as net_slow
+# measures it (see slow_plugin.py for why); the step's own, so that the plant is sized by what the gate
+# times, not by the hand-over between the two sides.
+PLANTED_CALL = """    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        spin_until = time.thread_time() + {slowdown!r} * getattr(self, "_planted_cpu_s", 0.0)
+        while time.thread_time() < spin_until:
             pass
-        self._planted = (_now, _spin)
+        start = time.thread_time()
+        try:
+            return self._unplanted_call(x, y)
+        finally:
+            self._planted_cpu_s = time.thread_time() - start
+
+    def _unplanted_call(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 """
 
 
@@ -267,7 +275,7 @@ def make_install(root: Path, slowdown: float | None) -> str:
         text = runner.read_text()
         if text.count(STEP_CALL) != 1:
             raise SystemExit("cannot find TrainStep.__call__ in runner.py to plant the slowdown in")
-        runner.write_text(text.replace(STEP_CALL, STEP_CALL + PLANT.format(slowdown=slowdown)))
+        runner.write_text(text.replace(STEP_CALL, PLANTED_CALL.format(slowdown=slowdown)))
     return f"env PYTHONPATH={shlex.quote(str(root))} {shlex.quote(sys.executable)} -m cifar_bench"
 
 
