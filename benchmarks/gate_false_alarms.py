@@ -39,7 +39,7 @@ machine two threads stall on each other whenever a neighbour is busy.
 ``--installs`` gates what a reference recipe cannot: a change to the
 harness itself. Two copies of the project's source are made (side a, the
 base, and side b), and side b's copy is patched so that the harness's own
-training step (``TrainStep.__call__`` in runner.py) first spins for
+training step (``TrainStep.__call__`` in runner.py) first loops for
 ``--slowdown`` (default 10%) of the CPU time the step before took; every
 comparison runs both copies with ``cifar-bench ab`` (one process each,
 taking turns step by step, ``python -m cifar_bench`` with the copy first on
@@ -247,13 +247,28 @@ def main(argv: list[str] | None = None) -> int:
 
 SOURCE = Path(__file__).resolve().parents[1]
 STEP_CALL = "    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:\n"
-# The planted slowdown: before each training step, a spin of ``slowdown`` times the CPU time the previous
-# step itself took (its forward, backward and optimizer step, nothing between steps). CPU time, as net_slow
-# measures it (see slow_plugin.py for why); the step's own, so that the plant is sized by what the gate
-# times, not by the hand-over between the two sides.
+# The planted slowdown: before each training step, a loop of plain Python iterations worth ``slowdown`` times
+# the CPU time the previous step itself took (its forward, backward and optimizer step, nothing between
+# steps), so the plant is sized by what the gate times. CPU time, as net_slow measures it (see
+# slow_plugin.py for why), but the loop reads no clock: on a loaded VM a clock read is a system call that
+# often hands the core away, and a spin of clock reads cost twice its size in wall time.
+PLANT_RATE = """
+
+def _loop_rate() -> float:
+    \"\"\"Empty loop iterations per CPU second on this thread (the fastest of a few tries).\"\"\"
+    best = float("inf")
+    for _ in range(5):
+        start = time.thread_time()
+        for _ in range(200_000):
+            pass
+        best = min(best, time.thread_time() - start)
+    return 200_000 / max(best, 1e-9)
+
+
+_PLANT_RATE = _loop_rate()
+"""
 PLANTED_CALL = """    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        spin_until = time.thread_time() + {slowdown!r} * getattr(self, "_planted_cpu_s", 0.0)
-        while time.thread_time() < spin_until:
+        for _ in range(int({slowdown!r} * getattr(self, "_planted_cpu_s", 0.0) * _PLANT_RATE)):
             pass
         start = time.thread_time()
         try:
@@ -275,7 +290,8 @@ def make_install(root: Path, slowdown: float | None) -> str:
         text = runner.read_text()
         if text.count(STEP_CALL) != 1:
             raise SystemExit("cannot find TrainStep.__call__ in runner.py to plant the slowdown in")
-        runner.write_text(text.replace(STEP_CALL, PLANTED_CALL.format(slowdown=slowdown)))
+        text = text.replace(STEP_CALL, PLANTED_CALL.format(slowdown=slowdown))
+        runner.write_text(text.replace("\nclass TrainStep:", PLANT_RATE + "\n\nclass TrainStep:"))
     return f"env PYTHONPATH={shlex.quote(str(root))} {shlex.quote(sys.executable)} -m cifar_bench"
 
 
