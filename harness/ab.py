@@ -368,6 +368,8 @@ def cmd_ab(args) -> int:
     if "--results-dir" in run_argv:
         raise UsageError("ab writes each side's records to its own folder: use --results-a/--results-b, "
                          "not --results-dir")  # fmt: skip
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout is in seconds and must be above 0, got {args.timeout:g}")
     sides = [Side("a", command_of(args.a, "--a")), Side("b", command_of(args.b, "--b"))]
     folders = {"a": args.results_a, "b": args.results_b}
     match = Match(sides, args.timeout)

@@ -81,7 +81,7 @@ def records(folder: Path) -> list[dict]:
 def test_two_installs_alternate_steps_each_pauses_its_clock_and_records_its_partner(run_cli, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     result = run_cli("ab", "--a", real_side(tmp_path, "a"), "--b", real_side(tmp_path, "b", sleep=0.02),
-                     "--results-a", a, "--results-b", b, "--timeout", "60",
+                     "--results-a", a, "--results-b", b,
                      "--", "run", "steplog", *TINY, "--repeats", "2")  # fmt: skip
     assert result.code == 0, result
     # 10 steps a side per run, one step each in turn; side a goes first in the first run, side b in the second.
@@ -167,7 +167,7 @@ def test_sides_whose_workloads_differ_are_stopped_before_training(run_cli, tmp_p
 
 def test_real_sides_with_different_workloads_are_refused(run_cli, tmp_path):
     result = run_cli("ab", "--a", real_side(tmp_path, "a"), "--b", real_side(tmp_path, "b", batch=8),
-                     "--results-a", tmp_path / "ra", "--results-b", tmp_path / "rb", "--timeout", "60",
+                     "--results-a", tmp_path / "ra", "--results-b", tmp_path / "rb",
                      "--", "run", "steplog", *TINY)  # fmt: skip
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result
     assert "steps_per_epoch 10 vs 5" in result.err and "batch_size 4 vs 8" in result.err
