@@ -385,7 +385,7 @@ def main_installs(args: argparse.Namespace) -> int:
     slowed = [r["ratio"] for r in results["slowed"] if r["ratio"] is not None]
     print(f"estimate for identical installs: median {med(identical):.4f} (range {min(identical):.4f}-"
           f"{max(identical):.4f})")  # fmt: skip
-    print(f"planted slowdown: a spin of {args.slowdown:.1%} of each step's CPU time inside TrainStep, measured by "
+    print(f"planted slowdown: a loop worth {args.slowdown:.1%} of each step's CPU time inside TrainStep, measured by "
           f"the gate as {med(slowed) - 1:.1%} (median of its estimates)")  # fmt: skip
     print(f"cross-talk, going first: identical installs' b/a per-step ratio {med(order_ratios['a']):.4f} when a went "
           f"first, {med(order_ratios['b']):.4f} when b went first")  # fmt: skip
