@@ -36,6 +36,20 @@ machine two threads stall on each other whenever a neighbour is busy.
     python benchmarks/gate_false_alarms.py                 # 20 + 20 comparisons, 5 runs a side
     python benchmarks/gate_false_alarms.py --comparisons 5 --repeats 3   # a quick look
 
+``--installs`` gates what a reference recipe cannot: a change to the
+harness itself. Two copies of the project's source are made (side a, the
+base, and side b), and side b's copy is patched so that the harness's own
+training step (``TrainStep.__call__`` in runner.py) first loops for
+``--slowdown`` (default 10%) of the CPU time the step before took; every
+comparison runs both copies with ``cifar-bench ab`` (one process each,
+taking turns step by step, ``python -m cifar_bench`` with the copy first on
+``PYTHONPATH``: no venv to build, torch shared) and gates with ``compare``,
+which uses the per-step-paired ratios. It also prints the cross-talk
+between the two processes: how much going first moves the ratio of
+identical installs, and how much a slowed partner slows the unchanged side.
+
+    python benchmarks/gate_false_alarms.py --installs      # 20 + 20 comparisons, 5 runs a side
+
 Exit code 0 when both targets are met, 1 otherwise.
 """
 
@@ -48,6 +62,8 @@ import json
 import math
 import os
 import platform
+import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -73,15 +89,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--comparisons", type=int, default=20, help="comparisons of each kind [20]")
     parser.add_argument("--repeats", type=int, default=5, help="runs per side of a comparison [5]")
     parser.add_argument("--limit-train", type=int, default=1000, help="training images per run [1000]")
-    parser.add_argument("--slowdown", type=float, default=0.125,
-                        help="net_slow's spin, a fraction of a step's CPU time [0.125: measured as 15%%]")  # fmt: skip
+    parser.add_argument("--slowdown", type=float,
+                        help="the planted spin, a fraction of a step's CPU time [0.125 for net_slow, measured "
+                             "as 15%%; 0.10 with --installs]")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads [1]")
     parser.add_argument("--order", choices=("interleaved", "sequential"), default="interleaved",
                         help="interleaved: A B B A ...; sequential: all of A, then all of B [interleaved]")  # fmt: skip
     parser.add_argument("--reference", choices=("step", "run", "none"), default="step",
                         help="each run beside a reference baseline run, taking turns step by step or run by run, "
                              "gated on the time ratios (compare --ratio); none: gate on seconds [step]")  # fmt: skip
-    return parser.parse_args(argv)
+    parser.add_argument("--installs", action="store_true",
+                        help="two installs of the project, the plant in the harness's own training step, "
+                             "taking turns across processes (cifar-bench ab), gated on the paired ratios")  # fmt: skip
+    parser.add_argument("--max-slowdown", default="10",
+                        help="compare's threshold, in percent [10, compare's default]")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.slowdown is None:
+        args.slowdown = 0.10 if args.installs else 0.125
+    return args
 
 
 def make_session() -> Session:
@@ -144,6 +169,8 @@ def train_times(folder: Path, ratio: bool) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.installs:
+        return main_installs(args)
     torch.set_num_threads(args.threads)
     session = make_session()
     for _ in range(2):  # warm-up: first-call allocations and lazy initialisation
@@ -213,6 +240,174 @@ def main(argv: list[str] | None = None) -> int:
     # The targets, 1 in 20 each way: at most 5% false regressions, at least 95% of slowdowns caught.
     met = false_alarms <= args.comparisons // 20 and caught >= math.ceil(0.95 * args.comparisons) and not errors
     print("targets met" if met else "targets NOT met")
+    return 0 if met else 1
+
+
+# -- two installs -------------------------------------------------------------------------------------
+
+SOURCE = Path(__file__).resolve().parents[1]
+STEP_CALL = "    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:\n"
+# The planted slowdown: before each training step, a loop of plain Python iterations worth ``slowdown`` times
+# the CPU time the previous step itself took (its forward, backward and optimizer step, nothing between
+# steps), so the plant is sized by what the gate times. CPU time, as net_slow measures it (see
+# slow_plugin.py for why), but the loop reads no clock: on a loaded VM a clock read is a system call that
+# often hands the core away, and a spin of clock reads cost twice its size in wall time.
+PLANT_RATE = """
+
+def _loop_rate() -> float:
+    \"\"\"Empty loop iterations per CPU second on this thread (the fastest of a few tries).\"\"\"
+    best = float("inf")
+    for _ in range(5):
+        start = time.thread_time()
+        for _ in range(200_000):
+            pass
+        best = min(best, time.thread_time() - start)
+    return 200_000 / max(best, 1e-9)
+
+
+_PLANT_RATE = _loop_rate()
+"""
+PLANTED_CALL = """    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        for _ in range(int({slowdown!r} * getattr(self, "_planted_cpu_s", 0.0) * _PLANT_RATE)):
+            pass
+        start = time.thread_time()
+        try:
+            return self._unplanted_call(x, y)
+        finally:
+            self._planted_cpu_s = time.thread_time() - start
+
+    def _unplanted_call(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+"""
+
+
+def make_install(root: Path, slowdown: float | None) -> str:
+    """A copy of the project's source as an importable ``cifar_bench`` under ``root``; its command."""
+    package = root / "cifar_bench"
+    shutil.copytree(SOURCE / "harness", package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(SOURCE / "plugins", package / "plugins", ignore=shutil.ignore_patterns("__pycache__"))
+    if slowdown is not None:
+        runner = package / "runner.py"
+        text = runner.read_text()
+        if text.count(STEP_CALL) != 1:
+            raise SystemExit("cannot find TrainStep.__call__ in runner.py to plant the slowdown in")
+        text = text.replace(STEP_CALL, PLANTED_CALL.format(slowdown=slowdown))
+        runner.write_text(text.replace("\nclass TrainStep:", PLANT_RATE + "\n\nclass TrainStep:"))
+    return f"env PYTHONPATH={shlex.quote(str(root))} {shlex.quote(sys.executable)} -m cifar_bench"
+
+
+def run_ab(args: argparse.Namespace, a: str, b: str, base: Path, current: Path, cache: Path) -> None:
+    argv = ["ab", "--a", a, "--b", b, "--results-a", str(base), "--results-b", str(current), "--timeout", "300",
+            "--", "run", "baseline", "--dataset", "synthetic", "--limit-train", str(args.limit_train),
+            "--limit-test", "100", "--epochs", "1", "--repeats", str(args.repeats), "--threads", str(args.threads),
+            "--no-cpu-tune", "--quiet", "--cache-dir", str(cache)]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = cli(argv)
+    if code != 0:
+        raise SystemExit(f"cifar-bench ab ended with exit code {code}")
+
+
+def gate_at(base: Path, current: Path, out: Path, max_slowdown: str) -> tuple[int, dict]:
+    with contextlib.redirect_stderr(io.StringIO()):
+        code = cli(["compare", str(base), str(current), "--format", "json", "--output", str(out),
+                    "--max-slowdown", max_slowdown])  # fmt: skip
+    return code, json.loads(out.read_text()) if out.exists() else {}
+
+
+def side_records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def main_installs(args: argparse.Namespace) -> int:
+    started, load_before = time.perf_counter(), os.getloadavg()
+    thresholds = list(dict.fromkeys([args.max_slowdown, "5"]))  # the gate's, and 5% for contrast
+    rows, results = [], {"identical": [], "slowed": []}
+    order_ratios: dict[str, list[float]] = {"a": [], "b": []}  # identical installs: b/a by who went first
+    a_step_s: dict[str, list[float]] = {"identical": [], "slowed": []}  # the unchanged side's seconds per step
+    with tempfile.TemporaryDirectory(prefix="gate-installs-") as tmp:
+        root = Path(tmp)
+        base_cmd = make_install(root / "install-base", None)
+        same_cmd = make_install(root / "install-same", None)
+        slow_cmd = make_install(root / "install-slow", args.slowdown)
+        cache = root / "cache"
+        for n in range(args.comparisons):
+            for kind in ("identical", "slowed"):
+                where = root / f"{kind}-{n:02d}"
+                base, current = where / "base", where / "current"
+                run_ab(args, base_cmd, slow_cmd if kind == "slowed" else same_cmd, base, current, cache)
+                verdicts = {t: gate_at(base, current, where / f"report-{t}.json", t) for t in thresholds}
+                report = verdicts[args.max_slowdown][1]
+                pair = report["pairs"][0] if report.get("pairs") else {}
+                decision = pair.get("decision") or {}
+                estimate = decision.get("estimate") or {}
+                a_runs, b_runs = side_records(base), side_records(current)
+                installs = {r["partner"]["install"] for r in a_runs}
+                assert all(str(root) in i for i in installs), installs  # the copies ran, not this checkout
+                ratios = [r["paired_ratio"]["step_median"] for r in b_runs]
+                sums = [r["paired_ratio"]["train_s"] for r in b_runs]
+                for r in a_runs:
+                    a_step_s[kind].append(r["timings"]["train_s"] / r["paired_ratio"]["steps"])
+                if kind == "identical":  # run k: side a went first when k is even
+                    for k, q in enumerate(ratios):
+                        order_ratios["a" if k % 2 == 0 else "b"].append(q)
+                results[kind].append({"codes": {t: c for t, (c, _) in verdicts.items()}, "ratio": estimate.get("ratio"),
+                                      "noise": _spread(ratios), "sum_noise": _spread(sums),
+                                      "seconds_noise": _spread([r["timings"]["train_s"] for r in a_runs])})  # fmt: skip
+                rows.append({
+                    "kind": kind,
+                    "#": n + 1,
+                    "IQR/median paired": f"{_spread(ratios):.1%}",
+                    "IQR/median s": f"{_spread([r['timings']['train_s'] for r in a_runs]):.1%}",
+                    "HL ratio": _fmt(estimate.get("ratio"), ".3f"),
+                    "90% CI": f"{_fmt(estimate.get('low'), '.3f')}–{_fmt(estimate.get('high'), '.3f')}",
+                    "p": _fmt(decision.get("p_value"), ".3g"),
+                    **{f"exit at {t}%": str(c) for t, (c, _) in verdicts.items()},
+                })  # fmt: skip
+                print(f"{kind:9s} {n + 1:2d}: " + ", ".join(f"exit {c} at {t}%" for t, (c, _) in verdicts.items())
+                      + f", ratio {_fmt(estimate.get('ratio'), '.3f')}, load {os.getloadavg()[0]:.2f}",
+                      flush=True)  # fmt: skip
+    elapsed = time.perf_counter() - started
+
+    print()
+    print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
+    print()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {args.threads} thread(s), "
+          f"Python {platform.python_version()}; load average {load_before[0]:.2f} at start, "
+          f"{os.getloadavg()[0]:.2f} at end")  # fmt: skip
+    print(f"runs: two copies of the project's source, one process each, taking turns step by step (cifar-bench ab); "
+          f"baseline recipe, synthetic data, {args.limit_train} train images (batch 4, 1 epoch), {args.repeats} runs "
+          f"a side; gated by compare on the per-step-paired ratios; {elapsed / 60:.1f} min")  # fmt: skip
+    med = statistics.median
+    print("noise, IQR / median over a comparison's runs, median over comparisons: "
+          f"seconds {med(r['seconds_noise'] for k in results.values() for r in k):.1%}, "
+          f"paired ratio (median per-step ratio) {med(r['noise'] for k in results.values() for r in k):.1%}, "
+          f"sum-of-steps ratio {med(r['sum_noise'] for k in results.values() for r in k):.1%}")  # fmt: skip
+    identical = [r["ratio"] for r in results["identical"] if r["ratio"] is not None]
+    slowed = [r["ratio"] for r in results["slowed"] if r["ratio"] is not None]
+    print(f"estimate for identical installs: median {med(identical):.4f} (range {min(identical):.4f}-"
+          f"{max(identical):.4f})")  # fmt: skip
+    print(f"planted slowdown: a loop worth {args.slowdown:.1%} of each step's CPU time inside TrainStep, measured by "
+          f"the gate as {med(slowed) - 1:.1%} (median of its estimates)")  # fmt: skip
+    print(f"cross-talk, going first: identical installs' b/a per-step ratio {med(order_ratios['a']):.4f} when a went "
+          f"first, {med(order_ratios['b']):.4f} when b went first")  # fmt: skip
+    print(f"cross-talk, a slowed partner: the unchanged side's seconds per step {med(a_step_s['slowed']) * 1e3:.3f} ms "
+          f"beside the slowed install, {med(a_step_s['identical']) * 1e3:.3f} ms beside the identical one "
+          f"({med(a_step_s['slowed']) / med(a_step_s['identical']) - 1:+.1%})")  # fmt: skip
+    met = True
+    for t in thresholds:
+        false_alarms = sum(r["codes"][t] == 1 for r in results["identical"])
+        caught = sum(r["codes"][t] == 1 for r in results["slowed"])
+        errors = sum(r["codes"][t] not in (0, 1) for k in results.values() for r in k)
+        print(
+            f"--max-slowdown {t}%: false regressions {false_alarms} of {args.comparisons}, planted slowdown "
+            f"caught {caught} of {args.comparisons}" + (f", compare failed {errors} time(s)" if errors else "")
+        )
+        if t == args.max_slowdown:
+            met = false_alarms <= args.comparisons // 20 and caught >= math.ceil(0.95 * args.comparisons)
+            met = met and not errors and abs(med(identical) - 1) <= 0.01
+    print(
+        f"targets (at {args.max_slowdown}%: at most 1 in 20 false, 19 in 20 caught, identical within 1% of 1) "
+        + ("met" if met else "NOT met")
+    )
     return 0 if met else 1
 
 

@@ -172,7 +172,7 @@ def build_parser() -> Parser:
 
 
 #: Modules that add a subcommand; imported when the parser is built.
-COMMAND_MODULES: tuple[str, ...] = ("report", "compare", "plot", "publish", "plugin_list", "suite")
+COMMAND_MODULES: tuple[str, ...] = ("report", "compare", "plot", "publish", "plugin_list", "suite", "ab")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,14 @@ Either makes the pair a regression; so does a current run that failed or
 diverged where no baseline run did. Exit code 0: no regression; 1: at least
 one; 2: bad input (nothing readable, nothing to pair).
 
+Records made by ``cifar-bench ab`` (two installs taking turns step by
+step) carry a per-step-paired ratio to their partner run; when CURRENT's
+runs have one and their partners are in BASELINE, the gate uses those
+(``--paired``, the default then; ``--no-paired`` gates on seconds): one
+ratio per pair of runs, judged with the paired rank test (see
+:func:`cifar_bench.stats.judge_paired_slowdown`). The output names the
+method used.
+
 ``--ratio`` gates on each record's ``timings_ratio`` (its time divided by
 that of a reference recipe run interleaved with it, ``run --reference``)
 instead of on seconds: a runner that is slower for everything slows the
@@ -38,7 +46,7 @@ from tabulate import tabulate
 from . import workload
 from .errors import UsageError
 from .report import ENVIRONMENT_FIELDS, choice_type, load_runs, warn, write_output
-from .stats import SlowdownDecision, judge_slowdown
+from .stats import SlowdownDecision, judge_paired_slowdown, judge_slowdown
 
 if TYPE_CHECKING:  # the frames come from report.load_runs, which imports pandas
     import pandas as pd
@@ -57,10 +65,21 @@ class Settings:
     max_accuracy_drop: float = 2.0  # percentage points
     alpha: float = 0.05
     ratio: bool = False  # gate on timings_ratio (candidate / interleaved reference) instead of seconds
+    paired: bool = False  # gate on per-step-paired ratios to the partner run ('cifar-bench ab')
 
     @property
     def column(self) -> str:
-        return f"ratio_{self.metric}" if self.ratio else self.metric
+        return "paired_step_median" if self.paired else f"ratio_{self.metric}" if self.ratio else self.metric
+
+    @property
+    def method(self) -> str:
+        """Which times the gate judged, in words: every output names it."""
+        if self.paired:
+            return ("paired: per-step-paired ratios of each current run to its partner baseline run "
+                    "(cifar-bench ab), one-sided Wilcoxon signed-rank over the run pairs")  # fmt: skip
+        if self.ratio:
+            return f"ratio: {self.label} (run --reference), one-sided Mann-Whitney U"
+        return f"seconds: {self.label}, one-sided Mann-Whitney U"
 
     @property
     def label(self) -> str:
@@ -163,9 +182,15 @@ def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFra
         statuses = "/".join(sorted(set(c_failed.status)))
         regressions.append(f"{len(c_failed)} of {len(current)} current runs {statuses} (no baseline run did)")
 
-    b_times, c_times = _times(b_ok, settings.column), _times(c_ok, settings.column)
+    if settings.paired:  # one ratio per pair of runs; the seconds are shown, not judged
+        b_times, c_times, ratios = paired_times(b_ok, c_ok)
+    else:
+        b_times, c_times = _times(b_ok, settings.column), _times(c_ok, settings.column)
     if b_times and c_times:
-        decision = judge_slowdown(b_times, c_times, max_slowdown=settings.max_slowdown, alpha=settings.alpha)
+        if settings.paired:
+            decision = judge_paired_slowdown(ratios, max_slowdown=settings.max_slowdown, alpha=settings.alpha)
+        else:
+            decision = judge_slowdown(b_times, c_times, max_slowdown=settings.max_slowdown, alpha=settings.alpha)
         result.decision = decision
         result.baseline_time, result.current_time = _median(b_times), _median(c_times)
         change = f"{_percent(decision.estimate.ratio - 1)} {settings.label}"
@@ -174,10 +199,9 @@ def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFra
         elif decision.slower:
             result.reasons.append(f"{change}, not significant (p={decision.p_value:.3g})")
         if not decision.judged:
-            result.reasons.append(
-                f"{decision.baseline_runs} vs {decision.current_runs} runs: too few to judge significance, "
-                "threshold alone"
-            )
+            runs = (f"{decision.current_runs} run pairs" if settings.paired
+                    else f"{decision.baseline_runs} vs {decision.current_runs} runs")  # fmt: skip
+            result.reasons.append(f"{runs}: too few to judge significance, threshold alone")
     elif len(b_ok) and len(c_ok):
         lacking = [side for side, times in (("baseline", b_times), ("current", c_times)) if not times]
         result.reasons.append(f"no {settings.label} on the {' or '.join(lacking)} side")
@@ -246,6 +270,26 @@ def _describe(runs: pd.DataFrame, key: tuple[str, ...]) -> str:
     selected = _select(runs, key)
     variants = sorted(set(selected["variant"]))
     return " / ".join([*key[:2], ", ".join(variants), *([f"workload {key[2]}"] if len(key) > 2 else [])])
+
+
+def paired_times(baseline: pd.DataFrame, current: pd.DataFrame) -> tuple[list[float], list[float], list[float]]:
+    """(baseline s, current s, current / baseline ratio) of each current run paired with a baseline run."""
+    partners = {run_id: t for run_id, t in zip(baseline.run_id, baseline.train_s, strict=True)}
+    b_times, c_times, ratios = [], [], []
+    for partner, seconds, ratio in zip(current.partner_run_id, current.train_s, current.paired_step_median,
+                                       strict=True):  # fmt: skip
+        if partner in partners and isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 0:
+            b_times.append(partners[partner])
+            c_times.append(seconds)
+            ratios.append(float(ratio))
+    return b_times, c_times, ratios
+
+
+def has_pairs(baseline: pd.DataFrame, current: pd.DataFrame) -> bool:
+    """Whether some current run has a per-step-paired ratio to a run in BASELINE (made by 'cifar-bench ab')."""
+    return bool(paired_times(baseline, current)[2])
+
+
 
 
 def _key_list(keys: set[tuple[str, ...]]) -> str:
@@ -326,11 +370,19 @@ def headline(comparison: Comparison) -> str:
 
 
 def rule(settings: Settings) -> str:
+    if settings.paired:
+        return (
+            f"Method: {settings.method}. A pair is a regression when the current runs' steps are more than "
+            f"{settings.max_slowdown * 100:g}% slower than their partners' (Hodges-Lehmann estimate over the run "
+            f"pairs of each run's median per-step ratio) and the slowdown is significant (p ≤ {settings.alpha:g}), "
+            f"when median test accuracy drops by more than {settings.max_accuracy_drop:g} points, or when current "
+            "runs fail where baseline runs did not."
+        )
     return (
         f"A pair is a regression when {settings.label} is more than {settings.max_slowdown * 100:g}% slower "
         f"and the slowdown is significant (one-sided Mann-Whitney U, p ≤ {settings.alpha:g}), when median "
         f"test accuracy drops by more than {settings.max_accuracy_drop:g} points, or when current runs fail "
-        "where baseline runs did not. Ratio: Hodges-Lehmann estimate of current/baseline."
+        f"where baseline runs did not. Ratio: Hodges-Lehmann estimate of current/baseline. Method: {settings.method}."
     )
 
 
@@ -369,7 +421,7 @@ def render_json(comparison: Comparison, baseline: str, current: str) -> str:
         "baseline": baseline,
         "current": current,
         "regressions": len(comparison.regressions),
-        "settings": asdict(comparison.settings),
+        "settings": {**asdict(comparison.settings), "method": comparison.settings.method},
         "pairs": pairs,
         "warnings": comparison.warnings,
         "notes": comparison.notes,
@@ -435,6 +487,8 @@ def add_command(commands, plugin_flag) -> None:
         help="time to gate on: train_s (training steps only) or total_s (whole run) [train_s]")  # fmt: skip
     add("--ratio", action="store_true",
         help="gate on time relative to the interleaved reference run (run --reference)")  # fmt: skip
+    add("--paired", action=argparse.BooleanOptionalAction, default=None,
+        help="gate on per-step-paired ratios from 'cifar-bench ab' [used when CURRENT has them]")  # fmt: skip
     add("--format", type=choice_type(FORMATS, "format"), default="text", help="text|markdown|json [text]")
     add("--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
     parser.set_defaults(func=cmd_compare)
@@ -445,12 +499,21 @@ def cmd_compare(args) -> int:
     current = load_runs([args.current]).runs
     if args.ratio:  # the reference runs are the yardstick, not what is being judged
         baseline, current = baseline[baseline.role != "reference"], current[current.role != "reference"]
+    paired = args.paired
+    if paired and (args.ratio or args.metric != "train_s"):
+        raise UsageError("--paired gates on paired train steps: drop --ratio and --metric total_s, or --paired")
+    if paired and not has_pairs(baseline, current):
+        raise UsageError("--paired needs CURRENT records made by 'cifar-bench ab' whose partner runs are in BASELINE; "
+                         "none are")  # fmt: skip
+    if paired is None:  # the sharpest method the records allow
+        paired = not args.ratio and args.metric == "train_s" and has_pairs(baseline, current)
     settings = Settings(
         metric=args.metric,
         max_slowdown=args.max_slowdown,
         max_accuracy_drop=args.max_accuracy_drop,
         alpha=args.alpha,
         ratio=args.ratio,
+        paired=paired,
     )
     comparison = compare_runs(baseline, current, settings)
     if args.output is not None or args.format != "text":  # text on stdout shows them already

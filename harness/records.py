@@ -140,6 +140,12 @@ class RunRecord:
     # {"key", "components", "hyperparameters", "data", "variant", "world_size"}: the work this run did
     # (see workload.py); only runs with equal keys are compared or summarised together
     workload: dict[str, Any] | None = None
+    # The run of another install this one took turns with, step by step ('cifar-bench ab'): {"side", "run_id",
+    # "status", "train_s", "version", "install", "git_commit", "protocol"}; None for a run made alone.
+    partner: dict[str, Any] | None = None
+    # {"train_s": this run's paired steps / the partner's same steps, "step_median": median of the per-step
+    # ratios, "steps": steps paired}; None unless both runs ended ok.
+    paired_ratio: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -167,6 +167,10 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "ratio_train_s": _number(ratios.get("train_s")),
         "ratio_total_s": _number(ratios.get("total_s")),
         "error": data.get("error"),
+        # From 'cifar-bench ab': the run of the other install this one took turns with, and the ratios.
+        "partner_run_id": _section(data, "partner").get("run_id"),
+        "paired_step_median": _number(_section(data, "paired_ratio").get("step_median")),
+        "paired_train_s": _number(_section(data, "paired_ratio").get("train_s")),
     }
 
 

@@ -212,3 +212,111 @@ def _check(values: Sequence[float], side: str) -> None:
         raise ValueError(f"no {side} times to compare")
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"{side} times must be positive and finite, got {list(values)}")
+
+
+# -- paired runs (cifar-bench ab) -------------------------------------------------------------------
+#
+# Two installs taking turns step by step give one ratio per pair of runs (current / baseline), not two
+# independent samples: the matching rank test is Wilcoxon's signed-rank test on the log ratios, and the
+# matching estimate and interval are the one-sample Hodges-Lehmann ones (the median of the Walsh averages,
+# cut at critical values of the exact signed-rank distribution). Mann-Whitney on the two directions of the
+# same pairs would count 2^n possible sign patterns as if they were C(2n, n) orderings, and overstate
+# significance (5 pairs: a smallest p of 1/252 instead of the honest 1/32).
+
+
+@cache
+def signed_rank_counts(n: int) -> tuple[int, ...]:
+    """How many of the 2^n sign patterns give a signed-rank sum T+ = 0, 1, ..., n(n+1)/2."""
+    counts = [1]
+    for rank in range(1, n + 1):  # multiply by (1 + q^rank)
+        grown = counts + [0] * rank
+        for t in range(len(counts)):
+            grown[t + rank] += counts[t]
+        counts = grown
+    return tuple(counts)
+
+
+def _signed_rank_critical(n: int, tail: float) -> int:
+    """The largest k with P(T+ <= k - 1) <= tail under the null (0: no interval reaches it)."""
+    counts, total = signed_rank_counts(n), 2**n
+    cumulative, k = 0, 0
+    for t, count in enumerate(counts):
+        cumulative += count
+        if cumulative / total > tail * (1 + SLACK):
+            break
+        k = t + 1
+    return k
+
+
+def paired_ratio_estimate(ratios: Sequence[float], confidence: float = 0.90) -> RatioEstimate:
+    """The one-sample Hodges-Lehmann estimate and interval of the ratio, from per-pair ratios (> 0)."""
+    _check(ratios, "paired")
+    logs = [math.log(r) for r in ratios]
+    walsh = sorted((logs[i] + logs[j]) / 2 for i in range(len(logs)) for j in range(i, len(logs)))
+    estimate = math.exp(median(walsh))
+    k = _signed_rank_critical(len(logs), (1 - confidence) / 2)
+    if k < 1:
+        return RatioEstimate(estimate, None, None, confidence)
+    return RatioEstimate(estimate, math.exp(walsh[k - 1]), math.exp(walsh[len(walsh) - k]), confidence)
+
+
+#: Pairs up to which a sample with ties is judged by all 2^n sign patterns, as scipy's "auto" does.
+PERMUTATION_MAX_PAIRS = 13
+#: Pairs up to which the exact signed-rank distribution is used when nothing ties, as scipy's "auto" does.
+EXACT_MAX_PAIRS = 50
+
+
+def paired_slower_p_value(ratios: Sequence[float]) -> float:
+    """One-sided Wilcoxon signed-rank p-value for "current takes longer than baseline" (log ratios > 0).
+
+    As scipy's ``wilcoxon(logs, alternative="greater")`` decides (the tests
+    check it): pairs that are exactly equal are dropped; without ties, the
+    exact distribution; with ties and at most 13 pairs, every sign pattern;
+    otherwise the normal approximation with the tie correction.
+    """
+    logs = [math.log(r) for r in ratios]
+    if not any(logs):
+        return 1.0  # every pair exactly equal: no evidence of anything
+    nonzero = [d for d in logs if d != 0]
+    n = len(nonzero)
+    ranks = _average_ranks([abs(d) for d in nonzero])
+    plus = sum(r for r, d in zip(ranks, nonzero, strict=True) if d > 0)
+    ties = len(set(map(abs, nonzero))) < n
+    if not ties and n == len(logs) and n <= EXACT_MAX_PAIRS:
+        counts = signed_rank_counts(n)
+        return sum(counts[math.floor(plus) :]) / 2**n
+    if len(logs) <= PERMUTATION_MAX_PAIRS:
+        # Every way of flipping the pairs' signs is equally likely under "no difference": count those whose
+        # statistic is at least the observed one (the ranks do not change with the signs).
+        at_least = sum(
+            sum(r for i, r in enumerate(ranks) if (pattern >> i) & 1) >= plus * (1 - 1e-12)
+            for pattern in range(2**n)
+        )
+        return at_least / 2**n
+    groups = Counter(map(abs, nonzero)).values()
+    spread = math.sqrt((n * (n + 1) * (2 * n + 1) - sum(t**3 - t for t in groups) / 2) / 24)
+    return 1 - NormalDist().cdf((plus - n * (n + 1) / 4) / spread)  # no continuity correction, as scipy's default
+
+
+def can_judge_paired(n: int, alpha: float) -> bool:
+    """Whether n pairs can ever be significant at ``alpha``: 5 pairs at 0.05 (smallest p 1/32), never 4."""
+    return n >= 1 and 0.5**n <= alpha * (1 + SLACK)
+
+
+def judge_paired_slowdown(ratios: Sequence[float], *, max_slowdown: float = 0.10,
+                          alpha: float = 0.05) -> SlowdownDecision:  # fmt: skip
+    """:func:`judge_slowdown` for paired runs: the same threshold and level, the paired rank test."""
+    estimate = paired_ratio_estimate(ratios, confidence=1 - 2 * alpha)
+    slower = estimate.ratio > 1 + max_slowdown
+    judged = can_judge_paired(len(ratios), alpha)
+    p_value = paired_slower_p_value(ratios) if judged else None
+    return SlowdownDecision(
+        estimate=estimate,
+        p_value=p_value,
+        judged=judged,
+        slower=slower,
+        regression=slower and (p_value is None or is_significant(p_value, alpha)),
+        baseline_runs=len(ratios),
+        current_runs=len(ratios),
+        alpha=alpha,
+    )

@@ -132,3 +132,24 @@ def test_which_sample_sizes_can_reach_significance():
 def test_times_must_be_positive_and_finite(bad):
     with pytest.raises(ValueError):
         ratio_estimate(bad, BASE)
+
+
+pair_ratios = st.one_of(
+    st.lists(st.floats(0.7, 1.4), min_size=1, max_size=20),
+    st.lists(st.sampled_from([0.9, 1.0, 1.05, 1.1, 1.2]), min_size=1, max_size=20),  # ties and equal pairs
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pair_ratios)
+def test_the_paired_p_value_is_scipys_wilcoxon(ratios):
+    from scipy.stats import wilcoxon
+
+    from cifar_bench.stats import paired_slower_p_value
+
+    logs = [math.log(r) for r in ratios]
+    if not any(logs):
+        assert paired_slower_p_value(ratios) == 1.0  # every pair equal: scipy has no answer, the gate sees nothing
+        return
+    theirs = wilcoxon(logs, alternative="greater", method="auto").pvalue
+    assert paired_slower_p_value(ratios) == pytest.approx(theirs, rel=1e-9, abs=1e-12)
