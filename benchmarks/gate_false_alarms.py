@@ -77,7 +77,6 @@ from cifar_bench import manager
 from cifar_bench.cli import main as cli
 from cifar_bench.environment import cpu_model
 from cifar_bench.orchestration import run_with_reference
-from cifar_bench.records import write_record
 from cifar_bench.registry import collect
 from cifar_bench.runner import RunConfig, Session
 
@@ -149,7 +148,7 @@ def run_sides(session: Session, args: argparse.Namespace, slow: bool, base: Path
             for record in records:
                 if record.status != "ok":
                     raise SystemExit(f"a run ended {record.status}: {record.error}")
-                write_record(record, folder)
+                session.finish(record, folder)  # as the command writes it
 
 
 def gate(base: Path, current: Path, out: Path, ratio: bool) -> tuple[int, dict]:

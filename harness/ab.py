@@ -476,9 +476,8 @@ def add_side_command(commands) -> None:
 
 def cmd_side(args) -> int:
     """One side: the runs ``run``'s flags describe, each taking turns with the other side's."""
-    from . import cli, manager
+    from . import cli, manager, orchestration
     from .devices import parse_devices
-    from .records import write_record
 
     channel = Channel(socket.socket(fileno=args.fd))
     run_argv = args.run[1:] if args.run[:1] == ["--"] else args.run
@@ -497,9 +496,10 @@ def cmd_side(args) -> int:
 
         if run_args.threads is not None:
             torch.set_num_threads(run_args.threads)
-        plugins, session = cli._load(run_args)
+        orchestration.preflight(run_args)  # the results folder, seeds, devices: before anything trains
+        plugins, session = orchestration.load(run_args)
         plugins.check_broken()
-        base = cli.run_config(run_args)
+        base = orchestration.run_config(run_args)
     except UsageError as exc:
         channel.send("error", message=" ".join(str(exc).split()), code=exc.exit_code)
         raise
@@ -536,7 +536,7 @@ def cmd_side(args) -> int:
                           "git_commit": partner.get("git_commit"), "protocol": PROTOCOL}  # fmt: skip
         if record.status == partner.get("status") == "ok":
             record.paired_ratio = paired_ratio(turns.steps, partner.get("steps") or [])
-        path = write_record(record, run_args.results_dir)
+        path = session.finish(record, run_args.results_dir)  # run_end, then the one write
         channel.send("written", path=str(path))
     channel.send("bye")
     return 0

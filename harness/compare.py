@@ -290,8 +290,6 @@ def has_pairs(baseline: pd.DataFrame, current: pd.DataFrame) -> bool:
     return bool(paired_times(baseline, current)[2])
 
 
-
-
 def _key_list(keys: set[tuple[str, ...]]) -> str:
     return ", ".join(" / ".join(k) for k in sorted(keys)) or "none"
 

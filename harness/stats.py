@@ -289,8 +289,7 @@ def paired_slower_p_value(ratios: Sequence[float]) -> float:
         # Every way of flipping the pairs' signs is equally likely under "no difference": count those whose
         # statistic is at least the observed one (the ranks do not change with the signs).
         at_least = sum(
-            sum(r for i, r in enumerate(ranks) if (pattern >> i) & 1) >= plus * (1 - 1e-12)
-            for pattern in range(2**n)
+            sum(r for i, r in enumerate(ranks) if (pattern >> i) & 1) >= plus * (1 - 1e-12) for pattern in range(2**n)
         )
         return at_least / 2**n
     groups = Counter(map(abs, nonzero)).values()
