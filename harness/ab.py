@@ -62,7 +62,7 @@ from typing import Any
 from tabulate import tabulate
 
 from . import __version__, hookimpl
-from .errors import RunFailed, UsageError
+from .errors import RunFailed, UsageError, one_line
 
 #: The lockstep protocol's version: a side must speak exactly this one.
 PROTOCOL = 1
@@ -501,7 +501,7 @@ def cmd_side(args) -> int:
         plugins.check_broken()
         base = orchestration.run_config(run_args)
     except UsageError as exc:
-        channel.send("error", message=" ".join(str(exc).split()), code=exc.exit_code)
+        channel.send("error", message=one_line(exc), code=exc.exit_code)
         raise
     channel.send("hello", protocol=PROTOCOL, version=__version__, runs=run_args.repeats,
                  threads=torch.get_num_threads(), loader=run_args.loader,

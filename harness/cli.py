@@ -19,7 +19,7 @@ from pathlib import Path
 from . import __version__, signals
 from .cache import default_cache_dir
 from .components import COMPONENT_KINDS
-from .errors import RunFailed, UsageError
+from .errors import RunFailed, UsageError, first_line, one_line
 from .variants import LOADERS, PRECISIONS
 
 
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RunFailed) as exc:
         if traceback:
             raise
-        print(f"cifar-bench: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"cifar-bench: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"cifar-bench: {'terminated' if signals.terminated() else 'interrupted'}", file=sys.stderr)
@@ -196,10 +196,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if traceback:
             raise
-        print(f"cifar-bench: error: {type(exc).__name__}: {_one_line(exc)} (run again with --traceback for details)",
+        print(f"cifar-bench: error: {type(exc).__name__}: {first_line(exc)} (run again with --traceback for details)",
               file=sys.stderr)  # fmt: skip
         return 1
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -44,6 +44,15 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def one_line(exc: BaseException) -> str:
+    """One of our own errors' whole message on one line (a name the user typed may hold a newline).
+
+    Other exceptions get :func:`first_line`: a library's message can run to
+    a stack of C++ frames, whose first line is the one that says what failed.
+    """
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def warn(message: str, kind: str = "warning") -> None:
     """One line on stderr, in the CLI's style: ``cifar-bench: warning: ...``."""
     print(f"cifar-bench: {kind}: {message}", file=sys.stderr)
