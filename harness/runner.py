@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from . import cpu_tuning, devices, distributed, environment
-from .batches import LOADERS, LoaderBatches, TensorBatches, normalize_split
+from .batches import LOADERS, LoaderBatches, TensorBatches, to_device
 from .components import Dataset, DataSource, Recipe, Transform
 from .data import TensorSplit, balanced_subset, default_cache_dir, load_tensors
 from .errors import PluginError, UsageError
@@ -300,14 +300,14 @@ class Session:
     def _batches(data: PreparedData, transform: Transform, hp, device, config: RunConfig, shuffle, world):
         memory_format = torch.channels_last if config.variant.channels_last else torch.contiguous_format
         test_indices = world.shard_test(data.test_indices)  # each rank evaluates its share; counts are summed
-        if config.loader == "tensor":
-            train = normalize_split(data.train.subset(data.train_indices), transform.normalize, device, memory_format)
-            test = normalize_split(data.test.subset(test_indices), transform.normalize, device, memory_format)
-            size = hp["eval_batch_size"]
+        if config.loader == "tensor":  # uint8 on the device, normalized batch by batch (see batches.py)
+            train = to_device(_subset_of(data.train, data.train_indices), device)
+            test = to_device(_subset_of(data.test, test_indices), device)
             return (
-                TensorBatches(train, hp["batch_size"], shuffle, world),
-                list(zip(test.images.split(size), test.labels.split(size), strict=True)),
-            )
+                TensorBatches(train, hp["batch_size"], shuffle, world, transform.normalize, memory_format),
+                TensorBatches(test, hp["eval_batch_size"], None, normalize=transform.normalize,
+                              memory_format=memory_format),
+            )  # fmt: skip
         return (
             LoaderBatches(data.dataset.train, data.train_indices, transform.normalize,
                           world.per_rank_batch(hp["batch_size"]), device, memory_format, shuffle=True,
@@ -493,14 +493,20 @@ def _warmup_batches(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
     its last batch would cost as much as an epoch.
     """
     if isinstance(batches, TensorBatches):
-        images, labels = batches.split.images, batches.split.labels
-        return [(images[:k], labels[:k]) for k in batches.batch_sizes()]
+        return batches.first_of_each_size()
     if isinstance(batches, list):
         shapes: dict[torch.Size, tuple] = {}
         for x, y in batches:
             shapes.setdefault(x.shape, (x, y))
         return list(shapes.values())
     return [next(iter(batches))]
+
+
+def _subset_of(split: TensorSplit, indices: torch.Tensor) -> TensorSplit:
+    """``split.subset(indices)``, without copying the images when the indices take all of them in order."""
+    if len(indices) == len(split) and torch.equal(indices, torch.arange(len(split))):
+        return split
+    return split.subset(indices)
 
 
 def _subset(split: TensorSplit, limit: int | None, num_classes: int, flag: str) -> torch.Tensor:
