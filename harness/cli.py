@@ -124,6 +124,11 @@ def build_parser() -> Parser:
     run.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="autocast precision [fp32]")
     run.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and data")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (timed as its own phase)")
+    run.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay each step's forward and backward as CUDA graphs (CUDA only; captured in the warm-up)",
+    )
     run.add_argument("--target-acc", type=_fraction, metavar="FRACTION",
                      help="evaluate after each epoch; record train seconds to reach this test accuracy")  # fmt: skip
     run.add_argument("--stop-at-target", action="store_true", help="stop training once --target-acc is reached")
@@ -240,7 +245,9 @@ def run_config(args) -> RunConfig:
         recipe=args.recipe,
         seed=args.seed,
         loader=args.loader,
-        variant=Variant(precision=args.precision, channels_last=args.channels_last, compile=args.compile),
+        variant=Variant(
+            precision=args.precision, channels_last=args.channels_last, compile=args.compile, cuda_graph=args.cuda_graph
+        ),
         hyperparameters=overrides,
         components=components,
         dataset=args.dataset,

@@ -131,6 +131,12 @@ class RunRecord:
     distributed: dict[str, Any] | None = None
     suite_key: str | None = None  # which run of a suite this is (see suite.py); lets a suite resume
     cpu: dict[str, Any] | None = None  # {"threads", "onednn", "tuned_ms_per_step"}: the CPU settings trained with
+    cuda_graph: bool = False  # the step's forward and backward replayed as CUDA graphs
+    # {"cudnn_benchmark", "cuda_graph", "graphed_shapes", "event_s": {phase: seconds by CUDA events}} on CUDA
+    cuda: dict[str, Any] | None = None
+    # {"source": "nvml"|"rapl", "scope", "reason": None, "phase_j": {phase: joules}, "run_j", "train_img_per_j",
+    # "mean_utilization_pct": {phase: percent} | None}, or {"source": None, "reason": why not measured}
+    energy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

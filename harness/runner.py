@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import cpu_tuning, devices, distributed, environment
+from . import cpu_tuning, cuda_graphs, devices, distributed, environment, meters
 from .batches import LOADERS, LoaderBatches, TensorBatches, to_device
 from .components import Dataset, DataSource, Recipe, Transform
 from .data import TensorSplit, balanced_subset, default_cache_dir, load_tensors
@@ -110,6 +110,8 @@ class _Progress:
     total: torch.Tensor | None = None
     distributed: dict[str, Any] | None = None  # how a data-parallel run was split; None in one process
     cpu: dict[str, Any] | None = None  # the CPU settings trained with, and what tuning measured
+    meters: meters.RunMeters | None = None  # CUDA events and energy counters on the phase edges
+    step: TrainStep | None = None
 
 
 def resolve_hyperparameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,6 +190,7 @@ class Session:
         timer, variant = progress.timer, config.variant
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        progress.meters = meters.attach(timer, device)
 
         with timer.phase("setup"):
             data = progress.data = self._prepare_data(entries["dataset"], config)
@@ -207,6 +210,7 @@ class Session:
             progress.distributed = world.describe(hp["batch_size"], len(data.train_indices), config.loader)
             scheduler = self._scheduler(entries, optimizer, hp, len(train_batches))
             step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng, world)
+            progress.step = step
 
         with timer.phase("warmup"):  # torch.compile compiles here, never inside train time
             tune = config.cpu_tune and device.type == "cpu" and not variant.compile and not world.distributed
@@ -393,6 +397,9 @@ class Session:
             memory=_memory(device) if not skip else Memory(),
             distributed=progress.distributed,
             cpu=progress.cpu,
+            cuda_graph=config.variant.cuda_graph,
+            cuda=meters.cuda_record(progress.meters, progress.step.cuda_settings() if progress.step else None),
+            energy=meters.energy_record(progress.meters, progress.images_trained),
         )
 
 
@@ -413,6 +420,12 @@ class TrainStep:
         self.augment, self.augment_rng = augment, augment_rng
         self.autocast = variant.autocast(device)
         self.cpu, self.cpu_timings = cpu_tuning.current(), None  # settings to train with; see warm_up
+        self.cudnn_benchmark = cuda_graphs.cudnn_autotune(device)  # cuDNN times its kernels in the warm-up
+        self.graphed = None
+        if variant.cuda_graph:
+            if world.distributed:
+                raise UsageError("--cuda-graph runs in one process: drop --nproc or --cuda-graph")
+            self.graphed = cuda_graphs.GraphedLoss(model, loss_fn, cuda_graphs.graph_autocast(variant, device))
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler(device.type) if variant.precision == "fp16" else None
 
@@ -420,8 +433,11 @@ class TrainStep:
         if self.augment is not None:
             x = self.augment(x, self.augment_rng)
         self.optimizer.zero_grad()
-        with self.autocast:
-            loss = self.loss_fn(self.train_model(x), y)
+        if self.graphed is not None:
+            loss = self.graphed(x, y)
+        else:
+            with self.autocast:
+                loss = self.loss_fn(self.train_model(x), y)
         if self.scaler is None:
             loss.backward()
             self.optimizer.step()
@@ -449,6 +465,8 @@ class TrainStep:
         self.model.train()
         for x, y in train_batches:
             self(x, y)
+            if self.graphed is not None:  # captured on the batch as the step sees it: augmented
+                self.graphed.capture(self.augment(x, self.augment_rng) if self.augment else x, y)
         if tune_cpu:
             x, y = train_batches[0]
             self.cpu, self.cpu_timings = cpu_tuning.tune(lambda: self(x, y), cpu_tuning.candidates(threads))
@@ -464,6 +482,13 @@ class TrainStep:
         torch.set_rng_state(rng)
         self.augment_rng.set_state(augment_rng)
         self.optimizer.zero_grad()
+
+    def cuda_settings(self) -> dict[str, Any]:
+        """What this step does to be fast on CUDA (recorded with the run's CUDA event timings)."""
+        shapes = self.graphed.shapes() if self.graphed is not None else []
+        eager = self.graphed.eager_steps if self.graphed is not None else None
+        return {"cudnn_benchmark": self.cudnn_benchmark, "cuda_graph": self.graphed is not None,
+                "graphed_shapes": shapes, "eager_steps": eager}  # fmt: skip
 
     def cpu_record(self) -> dict[str, Any]:
         return {"threads": self.cpu.threads, "onednn": self.cpu.onednn, "tuned_ms_per_step": self.cpu_timings}

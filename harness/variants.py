@@ -1,4 +1,4 @@
-"""Variants: the ways to run the same recipe faster (precision, memory format, compile).
+"""Variants: the ways to run the same recipe faster (precision, memory format, compile, CUDA graphs).
 
 A variant changes how the numbers are computed, never what is computed, so
 runs of one recipe in different variants are comparable. Each one is
@@ -22,6 +22,7 @@ class Variant:
     precision: str = "fp32"  # autocast dtype for forward and loss; weights stay fp32
     channels_last: bool = False  # NHWC memory format for model and data
     compile: bool = False  # torch.compile the model (compiled in the warm-up phase)
+    cuda_graph: bool = False  # replay the step's forward and backward as CUDA graphs (see cuda_graphs.py)
 
     def autocast(self, device: torch.device) -> AbstractContextManager:
         if self.precision == "fp32":
@@ -30,7 +31,7 @@ class Variant:
 
     @property
     def label(self) -> str:
-        flags = [name for name in ("channels_last", "compile") if getattr(self, name)]
+        flags = [name for name in ("channels_last", "compile", "cuda_graph") if getattr(self, name)]
         return " ".join([self.precision, *flags])
 
 
@@ -42,6 +43,13 @@ def unsupported_reason(variant: Variant, device: torch.device) -> str | None:
         problem = _autocast_problem(device, PRECISIONS[variant.precision])
         if problem:
             return f"{variant.precision} autocast on {device.type}: {problem}"
+    if variant.cuda_graph:
+        if device.type != "cuda":
+            return f"CUDA graphs need a CUDA device, not {device.type}"
+        if variant.compile:
+            return "CUDA graphs and torch.compile do not combine here: choose --cuda-graph or --compile"
+        if variant.precision == "fp16":
+            return "CUDA graphs with fp16 would need loss scaling inside the graph: use bf16"
     if variant.compile:
         if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
             return "torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH"
