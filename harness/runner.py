@@ -412,6 +412,8 @@ class TrainStep:
 
     def __init__(self, model, loss_fn, optimizer, variant: Variant, device, augment, augment_rng,
                  world: distributed.World = distributed.SINGLE) -> None:  # fmt: skip
+        if variant.cuda_graph and world.distributed:
+            raise UsageError("--cuda-graph runs in one process: drop --nproc or --cuda-graph")
         self.model = torch.compile(model) if variant.compile else model
         # Training steps go through DistributedDataParallel in a data-parallel run (its backward averages
         # gradients over ranks); evaluation and state use the model itself, which needs no other rank.
@@ -423,8 +425,6 @@ class TrainStep:
         self.cudnn_benchmark = cuda_graphs.cudnn_autotune(device)  # cuDNN times its kernels in the warm-up
         self.graphed = None
         if variant.cuda_graph:
-            if world.distributed:
-                raise UsageError("--cuda-graph runs in one process: drop --nproc or --cuda-graph")
             self.graphed = cuda_graphs.GraphedLoss(model, loss_fn, cuda_graphs.graph_autocast(variant, device))
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler(device.type) if variant.precision == "fp16" else None
