@@ -48,13 +48,25 @@ if "$python" -c "import cifar_bench" 2>/dev/null; then
     log "cifar-bench already importable by $python: not reinstalling"
 else
     log "installing cifar-bench from $repo"
-    "$python" -m venv --system-site-packages "$SCRATCH/venv"
-    python="$SCRATCH/venv/bin/python"
-    if "$python" -c "import torch, torchvision, pluggy, pandas, tabulate, tqdm, scipy, matplotlib" 2>/dev/null; then
-        "$python" -m pip install -q --no-deps --no-build-isolation -e "$repo" >"$OUT/logs/install.log" 2>&1
-    else
-        "$python" -m pip install -q -e "$repo" >"$OUT/logs/install.log" 2>&1
-    fi || { log "install failed: see $OUT/logs/install.log"; exit 1; }
+    system_python=$python
+    if "$python" -m venv --system-site-packages "$SCRATCH/venv" >"$OUT/logs/install.log" 2>&1; then
+        python="$SCRATCH/venv/bin/python"
+        if "$python" -c "import torch, torchvision, pluggy, pandas, tabulate, tqdm, scipy, matplotlib" 2>/dev/null; then
+            "$python" -m pip install -q --no-deps --no-build-isolation -e "$repo" >>"$OUT/logs/install.log" 2>&1
+        else
+            "$python" -m pip install -q -e "$repo" >>"$OUT/logs/install.log" 2>&1
+        fi
+    fi
+    if ! "$python" -c "import cifar_bench" 2>/dev/null; then
+        # No venv module, no setuptools, no network: run from a copy of the sources instead, as the
+        # installed package would lay them out (harness/ as cifar_bench, plugins/ as cifar_bench.plugins).
+        log "pip install did not work (see $OUT/logs/install.log): running from a copy of the sources"
+        python=$system_python
+        mkdir -p "$SCRATCH/src"
+        cp -r "$repo/harness" "$SCRATCH/src/cifar_bench" && cp -r "$repo/plugins" "$SCRATCH/src/cifar_bench/plugins"
+        export PYTHONPATH="$SCRATCH/src${PYTHONPATH:+:$PYTHONPATH}"
+        "$python" -c "import cifar_bench" || { log "cannot import cifar_bench: install its dependencies"; exit 1; }
+    fi
     # Energy and utilization come from NVML when nvidia-ml-py is there; without it they are recorded as null.
     "$python" -c "import pynvml" 2>/dev/null || "$python" -m pip install -q nvidia-ml-py >>"$OUT/logs/install.log" 2>&1 ||
         log "nvidia-ml-py not installable here: energy is recorded as null, with the reason"

@@ -3,9 +3,9 @@
 A small-batch recipe on a GPU (the baseline: batch 4, 25,000 steps) is
 bound by kernel launches: each step queues dozens of tiny kernels from
 Python, and the GPU waits for them. A CUDA graph records the kernels of
-the model's forward and backward once and replays them with one launch, so
-the step time is the GPU's again. The loss's backward into the model, the
-optimizer and any learning-rate schedule stay eager (``make_graphed_callables``
+the model's and the loss's forward and backward once and replays them with
+one launch each, so the step time is the GPU's again. The optimizer step
+and any learning-rate schedule stay eager (``make_graphed_callables``
 graphs forward and backward only), which keeps every optimizer and
 schedule correct: a graph would freeze a schedule's learning rate.
 
@@ -74,7 +74,8 @@ class GraphedLoss:
         key = self._key(x, y)
         if key not in self.graphs:
             module = _ModelAndLoss(self.eager.model, self.eager.loss_fn, self.eager.autocast)
-            self.graphs[key] = torch.cuda.make_graphed_callables(module, (x.detach(), y.detach()))
+            # Copies: the sample tensors become the graph's static inputs, overwritten at every replay.
+            self.graphs[key] = torch.cuda.make_graphed_callables(module, (x.detach().clone(), y.detach().clone()))
         self.eager_next = True
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
