@@ -304,7 +304,7 @@ class Session:
     def _batches(data: PreparedData, transform: Transform, hp, device, config: RunConfig, shuffle, world):
         memory_format = torch.channels_last if config.variant.channels_last else torch.contiguous_format
         test_indices = world.shard_test(data.test_indices)  # each rank evaluates its share; counts are summed
-        if config.loader == "tensor":  # uint8 on the device, normalized batch by batch (see batches.py)
+        if config.loader == "tensor":  # uint8 on the device, normalized there a block at a time (see batches.py)
             train = to_device(_subset_of(data.train, data.train_indices), device)
             test = to_device(_subset_of(data.test, test_indices), device)
             return (
