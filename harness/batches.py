@@ -39,7 +39,12 @@ def normalize_batch(images: torch.Tensor, normalize: Callable, memory_format=tor
     the batch's device: every operation is elementwise, so a batch comes out
     bit for bit as it would from normalizing the whole split at once.
     """
-    return normalize(images.float().div_(255)).contiguous(memory_format=memory_format)
+    x = images.float().div_(255)
+    if isinstance(normalize, transforms.Normalize):  # the usual case: the same arithmetic, in place (no copy)
+        x = transforms.functional.normalize(x, normalize.mean, normalize.std, inplace=True)
+    else:
+        x = normalize(x)
+    return x.contiguous(memory_format=memory_format)
 
 
 def normalize_split(
@@ -47,7 +52,7 @@ def normalize_split(
 ) -> TensorSplit:
     """uint8 images -> normalized float32 on ``device``, once for the whole split (4x the memory of uint8)."""
     images = split.images.to(device)
-    chunks = [normalize_batch(chunk, normalize) for chunk in images.split(10_000)]
+    chunks = [normalize(chunk.float().div_(255)) for chunk in images.split(10_000)]
     return TensorSplit(torch.cat(chunks).contiguous(memory_format=memory_format), split.labels.to(device))
 
 
@@ -111,9 +116,14 @@ class TensorBatches:
         per_block = max(1, BLOCK_IMAGES // self.batch_size)
         for first in range(0, len(batches), per_block):
             block = batches[first : first + per_block]
-            index = torch.cat(block)
             sizes = [len(b) for b in block]
-            yield from zip(self.prepare(images[index]).split(sizes), labels[index].split(sizes), strict=True)
+            if self.generator is None and self.world.size == 1:  # in order: a slice, no gather
+                start = first * self.batch_size
+                x, y = images[start : start + sum(sizes)], labels[start : start + sum(sizes)]
+            else:
+                index = torch.cat(block)
+                x, y = images[index], labels[index]
+            yield from zip(self.prepare(x).split(sizes), y.split(sizes), strict=True)
 
 
 class _ToTensorNormalize:
