@@ -58,18 +58,18 @@ class PhaseTimer:
     def paused(self) -> Iterator[None]:
         """Leave the time spent inside out of every open phase (the device is synced at both edges)."""
         self._sync()
-        for observer in self.observers:
+        start = time.perf_counter()
+        for observer in self.observers:  # inside the time away: what observers cost is billed to no phase
             for name in self._open:
                 observer.stop(name)
-        start = time.perf_counter()
         try:
             yield
         finally:
             self._sync()
+            for observer in self.observers:
+                for name in self._open:
+                    observer.start(name)
             away = time.perf_counter() - start
             self.away_s += away
             for name in self._open:
                 self.seconds[name] -= away
-            for observer in self.observers:
-                for name in self._open:
-                    observer.start(name)

@@ -213,3 +213,24 @@ def test_a_cpu_run_has_no_cuda_section():
                                      cache_dir=None, hyperparameters={"epochs": 1}))  # fmt: skip
     assert record.status == "ok" and record.cuda is None and record.cuda_graph is False
     assert set(record.energy) >= {"source", "reason"}
+
+
+def test_what_observers_cost_at_the_edges_and_pauses_is_billed_to_no_phase(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("cifar_bench.timing.time.perf_counter", lambda: now[0])
+
+    class Slow:  # an observer that takes a second at every edge
+        def start(self, phase):
+            now[0] += 1
+
+        def stop(self, phase):
+            now[0] += 1
+
+    timer = PhaseTimer(lambda: None)
+    timer.observers.append(Slow())
+    with timer.phase("train"):
+        now[0] += 2
+        with timer.paused():
+            now[0] += 5
+        now[0] += 1
+    assert timer.seconds["train"] == 3
