@@ -4,6 +4,7 @@ Both loops train the baseline's Net on the same images, in the same order, with 
 TrainStep and train_epoch, one fed from a float split normalized up front (the earlier layout),
 one from the uint8 split normalized block by block (today's); then both evaluate the test set.
 Rounds alternate the order (ABBA) so that neither gets a systematic advantage on a shared machine.
+One thread, as the harness's CPU tuning picks for the batch-4 baseline (two threads at batch 4 mostly wait).
 
     python benchmarks/uint8_loader.py --rounds 6 --steps 2000 --threads 1
 """
@@ -25,6 +26,16 @@ from cifar_bench.variants import Variant
 
 NORMALIZE = transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 CPU = torch.device("cpu")
+
+
+def eval_only(model: torch.nn.Module, test: TensorSplit, uint8: bool) -> float:
+    if uint8:
+        batches = TensorBatches(test, 1000, None, normalize=NORMALIZE)
+    else:
+        batches = TensorBatches(normalize_split(test, NORMALIZE, CPU), 1000, None)
+    start = time.perf_counter()
+    evaluate(model, batches, 10, Variant(), CPU)
+    return time.perf_counter() - start
 
 
 def loops(train: TensorSplit, test: TensorSplit, seed: int, uint8: bool) -> tuple[float, float]:
@@ -61,17 +72,23 @@ def main() -> None:
     test = TensorSplit(torch.randint(0, 256, (args.test, 3, 32, 32), dtype=torch.uint8, generator=g),
                        torch.randint(0, 10, (args.test,), generator=g))  # fmt: skip
     loops(train, test, 0, True)  # first-call costs are neither layout's
-    times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    trains: dict[bool, list[float]] = {False: [], True: []}
     for r in range(args.rounds):
         for uint8 in (False, True) if r % 4 in (0, 3) else (True, False):
-            times[uint8].append(loops(train, test, r, uint8))
+            trains[uint8].append(loops(train, test, r, uint8)[0])
+    # Evaluation alone, four times as many rounds: it is short, so its noise needs more of them.
+    model = Net()
+    evals: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(4 * args.rounds):
+        for uint8 in (False, True) if r % 4 in (0, 3) else (True, False):
+            evals[uint8].append(eval_only(model, test, uint8))
     for name, uint8 in (("float, normalized once", False), ("uint8, per block", True)):
-        train_s = statistics.median(t for t, _ in times[uint8])
-        eval_s = statistics.median(e for _, e in times[uint8])
-        print(f"{name:24} train {args.steps * 4 / train_s:8.0f} img/s   eval {args.test / eval_s:8.0f} img/s")
-    ratios = [(a[0] / b[0], a[1] / b[1]) for a, b in zip(times[True], times[False], strict=True)]
-    print(f"uint8 / float time, median of paired rounds: train {statistics.median(r[0] for r in ratios):.3f}, "
-          f"eval {statistics.median(r[1] for r in ratios):.3f}")  # fmt: skip
+        train_img_s = args.steps * 4 / statistics.median(trains[uint8])
+        eval_img_s = args.test / statistics.median(evals[uint8])
+        print(f"{name:24} train {train_img_s:8.0f} img/s   eval {eval_img_s:8.0f} img/s")
+    train_ratio = statistics.median(a / b for a, b in zip(trains[True], trains[False], strict=True))
+    eval_ratio = statistics.median(a / b for a, b in zip(evals[True], evals[False], strict=True))
+    print(f"uint8 / float time, median of paired rounds: train {train_ratio:.3f}, eval {eval_ratio:.3f}")
 
 
 if __name__ == "__main__":
