@@ -142,6 +142,11 @@ def build_parser() -> Parser:
     run.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision [fp32]")
     run.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and data")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (timed as its own phase)")
+    run.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay each step's forward and backward as CUDA graphs (CUDA only; captured in the warm-up)",
+    )
     run.add_argument("--target-acc", type=float, metavar="FRACTION",
                      help="evaluate after each epoch; record train seconds to reach this test accuracy")  # fmt: skip
     run.add_argument("--stop-at-target", action="store_true", help="stop training once --target-acc is reached")

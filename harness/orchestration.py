@@ -95,7 +95,9 @@ def run_config(args) -> RunConfig:
         recipe=args.recipe,
         seed=args.seed,
         loader=args.loader,
-        variant=Variant(precision=args.precision, channels_last=args.channels_last, compile=args.compile),
+        variant=Variant(
+            precision=args.precision, channels_last=args.channels_last, compile=args.compile, cuda_graph=args.cuda_graph
+        ),
         hyperparameters=overrides,
         components=components,
         dataset=args.dataset,

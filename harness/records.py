@@ -146,6 +146,12 @@ class RunRecord:
     # {"train_s": this run's paired steps / the partner's same steps, "step_median": median of the per-step
     # ratios, "steps": steps paired}; None unless both runs ended ok.
     paired_ratio: dict[str, Any] | None = None
+    cuda_graph: bool = False  # the step's forward and backward replayed as CUDA graphs
+    # {"cudnn_benchmark", "cuda_graph", "graphed_shapes", "event_s": {phase: seconds by CUDA events}} on CUDA
+    cuda: dict[str, Any] | None = None
+    # {"source": "nvml"|"rapl", "scope", "reason": None, "phase_j": {phase: joules}, "run_j", "train_img_per_j",
+    # "mean_utilization_pct": {phase: percent} | None}, or {"source": None, "reason": why not measured}
+    energy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -50,6 +50,12 @@ MEASURES: dict[str, str] = {
     "test_accuracy_pct": "test acc %",
 }
 
+#: Measures shown only when some run has them (energy is measured only where the hardware tells).
+ENERGY_MEASURES: dict[str, str] = {
+    "energy_j": "energy J",
+    "train_img_per_j": "train img/J",
+}
+
 #: Environment fields whose differences mean two results are not like for like.
 ENVIRONMENT_FIELDS = ("cpu", "device_name", "threads", "python", "torch", "torchvision")
 
@@ -122,6 +128,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     if not all(isinstance(v, str) and v for v in (recipe, device, status)):
         raise RecordError(f"{path}: not a usable run record (needs recipe, device and status)")
     timings, throughput, metrics, env, dataset, hp, reference, ratios = (_section(data, k) for k in SECTIONS)
+    energy = _section(data, "energy")
     variant = {key: _typed(data.get(key), type(value), value) for key, value in VARIANT_DEFAULTS.items()}
     world = _section(data, "distributed").get("world_size")
     variant["world_size"] = world if isinstance(world, int) and not isinstance(world, bool) and world > 1 else 1
@@ -157,6 +164,8 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "total_s": _number(timings.get("total_s")),
         "train_img_s": _number(throughput.get("train_img_s")),
         "eval_img_s": _number(throughput.get("eval_img_s")),
+        "energy_j": _number(energy.get("run_j")),
+        "train_img_per_j": _number(energy.get("train_img_per_j")),
         "test_accuracy": accuracy,
         "test_accuracy_pct": 100 * accuracy,
         "epoch_loss": _numbers(metrics.get("epoch_loss")),
@@ -257,7 +266,8 @@ def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) ->
     keys = list(group_by)
     grouped = runs.assign(**{k: runs[k].astype(str) for k in keys}).groupby(keys, sort=True, dropna=False)
     table = grouped.size().rename("runs").to_frame()
-    for column, label in MEASURES.items():
+    energy = {c: label for c, label in ENERGY_MEASURES.items() if c in runs.columns and runs[c].notna().any()}
+    for column, label in {**MEASURES, **energy}.items():
         values = grouped[column]
         table[label] = values.median()
         table[f"{label} IQR"] = values.quantile(0.75) - values.quantile(0.25)

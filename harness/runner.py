@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from . import cpu_tuning, devices, distributed, environment, workload
-from .batches import LoaderBatches, TensorBatches, normalize_split
+from . import cpu_tuning, cuda_graphs, devices, distributed, environment, meters, workload
+from .batches import LoaderBatches, TensorBatches, to_device
 from .cache import default_cache_dir
 from .components import Dataset, DataSource, Recipe, Transform
 from .data import TensorSplit, balanced_subset, load_tensors
@@ -134,6 +134,8 @@ class RunState:
     total: torch.Tensor | None = None
     distributed: dict[str, Any] | None = None  # how a data-parallel run was split; None in one process
     cpu: dict[str, Any] | None = None  # the CPU settings trained with, and how they were chosen
+    meters: meters.RunMeters | None = None  # CUDA events and energy counters on the phase edges
+    step: TrainStep | None = None
 
     def record(self, status: str, error: str | None = None) -> RunRecord:
         seconds, data = self.timer.seconds, self.data
@@ -203,6 +205,9 @@ class RunState:
             memory=_memory(self.device) if not self.skip else Memory(),
             distributed=self.distributed,
             cpu=self.cpu,
+            cuda_graph=self.config.variant.cuda_graph,
+            cuda=meters.cuda_record(self.meters, self.step.cuda_settings() if self.step else None),
+            energy=meters.energy_record(self.meters, self.images_trained),
         )
         record.workload = workload.identify(record.to_dict())
         return record
@@ -394,6 +399,7 @@ class Session:
         timer, variant = run.timer, config.variant
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        run.meters = meters.attach(timer, device)
 
         with timer.phase("setup"):
             data = run.data = self._prepare_data(entries["dataset"], config)
@@ -415,6 +421,7 @@ class Session:
             scheduler = self._scheduler(entries, optimizer, watched, len(train_batches))
             check_overrides_read(config.hyperparameters, watched, recipe)
             step = TrainStep(model, loss_fn, optimizer, variant, device, transform.augment, augment_rng, world)
+            run.step = step
 
         with timer.phase("warmup"):  # torch.compile compiles here, never inside train time
             tune = config.cpu_tune and device.type == "cpu" and not variant.compile and not world.distributed
@@ -522,14 +529,14 @@ class Session:
     def _batches(data: PreparedData, transform: Transform, hp, device, config: RunConfig, shuffle, world):
         memory_format = torch.channels_last if config.variant.channels_last else torch.contiguous_format
         test_indices = world.shard_test(data.test_indices)  # each rank evaluates its share; counts are summed
-        if config.loader == "tensor":
-            train = normalize_split(data.train.subset(data.train_indices), transform.normalize, device, memory_format)
-            test = normalize_split(data.test.subset(test_indices), transform.normalize, device, memory_format)
-            size = hp["eval_batch_size"]
+        if config.loader == "tensor":  # uint8 on the device, normalized there a block at a time (see batches.py)
+            train = to_device(_subset_of(data.train, data.train_indices), device)
+            test = to_device(_subset_of(data.test, test_indices), device)
             return (
-                TensorBatches(train, hp["batch_size"], shuffle, world),
-                list(zip(test.images.split(size), test.labels.split(size), strict=True)),
-            )
+                TensorBatches(train, hp["batch_size"], shuffle, world, transform.normalize, memory_format),
+                TensorBatches(test, hp["eval_batch_size"], None, normalize=transform.normalize,
+                              memory_format=memory_format),
+            )  # fmt: skip
         return (
             LoaderBatches(data.dataset.train, data.train_indices, transform.normalize,
                           world.per_rank_batch(hp["batch_size"]), device, memory_format, shuffle=True,
@@ -554,6 +561,8 @@ class TrainStep:
 
     def __init__(self, model, loss_fn, optimizer, variant: Variant, device, augment, augment_rng,
                  world: distributed.World = distributed.SINGLE) -> None:  # fmt: skip
+        if variant.cuda_graph and world.distributed:
+            raise UsageError("--cuda-graph runs in one process: drop --nproc or --cuda-graph")
         self.model = torch.compile(model) if variant.compile else model
         # Training steps go through DistributedDataParallel in a data-parallel run (its backward averages
         # gradients over ranks); evaluation and state use the model itself, which needs no other rank.
@@ -562,6 +571,10 @@ class TrainStep:
         self.augment, self.augment_rng = augment, augment_rng
         self.autocast = variant.autocast(device)
         self.cpu, self.decision = cpu_tuning.current(), None  # settings to train with; see warm_up
+        self.cudnn_benchmark = cuda_graphs.cudnn_autotune(device)  # cuDNN times its kernels in the warm-up
+        self.graphed = None
+        if variant.cuda_graph:
+            self.graphed = cuda_graphs.GraphedLoss(model, loss_fn, cuda_graphs.graph_autocast(variant, device))
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler(device.type) if variant.precision == "fp16" else None
 
@@ -569,8 +582,11 @@ class TrainStep:
         if self.augment is not None:
             x = self.augment(x, self.augment_rng)
         self.optimizer.zero_grad()
-        with self.autocast:
-            loss = self.loss_fn(self.train_model(x), y)
+        if self.graphed is not None:
+            loss = self.graphed(x, y)
+        else:
+            with self.autocast:
+                loss = self.loss_fn(self.train_model(x), y)
         if self.scaler is None:
             loss.backward()
             self.optimizer.step()
@@ -604,6 +620,8 @@ class TrainStep:
         self.model.train()
         for x, y in train_batches:
             self(x, y)
+            if self.graphed is not None:  # captured on the batch as the step sees it: augmented
+                self.graphed.capture(self.augment(x, self.augment_rng) if self.augment else x, y)
         if tuning is not None:
             batches = tuning_batches or itertools.cycle(train_batches)
             steps = itertools.count(1)
@@ -627,6 +645,13 @@ class TrainStep:
         torch.set_rng_state(rng)
         self.augment_rng.set_state(augment_rng)
         self.optimizer.zero_grad()
+
+    def cuda_settings(self) -> dict[str, Any]:
+        """What this step does to be fast on CUDA (recorded with the run's CUDA event timings)."""
+        shapes = self.graphed.shapes() if self.graphed is not None else []
+        eager = self.graphed.eager_steps if self.graphed is not None else None
+        return {"cudnn_benchmark": self.cudnn_benchmark, "cuda_graph": self.graphed is not None,
+                "graphed_shapes": shapes, "eager_steps": eager}  # fmt: skip
 
     def cpu_record(self) -> dict[str, Any]:
         if self.decision is not None:
@@ -668,7 +693,8 @@ def _tuning_batches(batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | No
     """
     if not isinstance(batches, TensorBatches):
         return None
-    own = TensorBatches(batches.split, batches.batch_size, torch.Generator().manual_seed(0), batches.world)
+    own = TensorBatches(batches.split, batches.batch_size, torch.Generator().manual_seed(0), batches.world,
+                        batches.normalize, batches.memory_format)  # fmt: skip
     return itertools.chain.from_iterable(itertools.repeat(own))
 
 
@@ -679,14 +705,20 @@ def _warmup_batches(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
     its last batch would cost as much as an epoch.
     """
     if isinstance(batches, TensorBatches):
-        images, labels = batches.split.images, batches.split.labels
-        return [(images[:k], labels[:k]) for k in batches.batch_sizes()]
+        return batches.first_of_each_size()
     if isinstance(batches, list):
         shapes: dict[torch.Size, tuple] = {}
         for x, y in batches:
             shapes.setdefault(x.shape, (x, y))
         return list(shapes.values())
     return [next(iter(batches))]
+
+
+def _subset_of(split: TensorSplit, indices: torch.Tensor) -> TensorSplit:
+    """``split.subset(indices)``, without copying the images when the indices take all of them in order."""
+    if len(indices) == len(split) and torch.equal(indices, torch.arange(len(split))):
+        return split
+    return split.subset(indices)
 
 
 def _subset(split: TensorSplit, limit: int | None, num_classes: int, flag: str) -> torch.Tensor:

@@ -6,6 +6,11 @@ evaluation. Each phase is timed on its own; a phase entered twice (one
 entry per epoch, say) adds up. A phase can be paused (a run taking turns
 step by step with another one, see ``lockstep.py``): the time paused is
 not billed to it.
+
+Other clocks and counters can follow the same edges (CUDA events, energy
+counters: see ``meters.py``): each observer's ``start(phase)`` and
+``stop(phase)`` are called right after the synchronize at each edge, and
+around a pause, so they measure exactly what the phase clock measures.
 """
 
 from __future__ import annotations
@@ -14,6 +19,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
+
+
+class PhaseObserver(Protocol):
+    """Something that measures phases alongside the clock (device events, energy counters)."""
+
+    def start(self, phase: str) -> None: ...
+
+    def stop(self, phase: str) -> None: ...
 
 
 class PhaseTimer:
@@ -22,17 +36,22 @@ class PhaseTimer:
         self.seconds: dict[str, float] = defaultdict(float)
         self._open: list[str] = []  # the phases being timed, innermost last
         self.away_s = 0.0  # time spent paused, in or out of a phase
+        self.observers: list[PhaseObserver] = []
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         self._sync()
         self._open.append(name)
+        for observer in self.observers:
+            observer.start(name)
         start = time.perf_counter()
         try:
             yield
         finally:
             self._sync()
             self.seconds[name] += time.perf_counter() - start
+            for observer in self.observers:
+                observer.stop(name)
             self._open.pop()
 
     @contextmanager
@@ -40,10 +59,16 @@ class PhaseTimer:
         """Leave the time spent inside out of every open phase (the device is synced at both edges)."""
         self._sync()
         start = time.perf_counter()
+        for observer in self.observers:  # inside the time away: what observers cost is billed to no phase
+            for name in self._open:
+                observer.stop(name)
         try:
             yield
         finally:
             self._sync()
+            for observer in self.observers:
+                for name in self._open:
+                    observer.start(name)
             away = time.perf_counter() - start
             self.away_s += away
             for name in self._open:

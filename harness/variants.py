@@ -1,4 +1,4 @@
-"""Variants: the ways to run the same recipe faster (precision, memory format, compile).
+"""Variants: the ways to run the same recipe faster (precision, memory format, compile, CUDA graphs).
 
 A variant changes how the numbers are computed, never what is computed.
 Each one is recorded and is part of a run's workload (see workload.py), and
@@ -40,7 +40,7 @@ def label(variant: Mapping[str, Any]) -> str:
     the flags that are on, and a data-parallel run's process count (so that
     one is never pooled or paired with a single process).
     """
-    flags = [name for name in ("channels_last", "compile", "deterministic") if variant.get(name)]
+    flags = [name for name in ("channels_last", "compile", "cuda_graph", "deterministic") if variant.get(name)]
     world = variant.get("world_size", 1)
     processes = [f"{world} processes"] if isinstance(world, int) and world > 1 else []
     return " ".join([str(variant.get("loader", "tensor")), str(variant.get("precision", "fp32")), *flags, *processes])
@@ -51,6 +51,7 @@ class Variant:
     precision: str = "fp32"  # autocast dtype for forward and loss; weights stay fp32
     channels_last: bool = False  # NHWC memory format for model and data
     compile: bool = False  # torch.compile the model (compiled in the warm-up phase)
+    cuda_graph: bool = False  # replay the step's forward and backward as CUDA graphs (see cuda_graphs.py)
 
     def autocast(self, device: torch.device) -> AbstractContextManager:
         import torch
@@ -68,6 +69,13 @@ def unsupported_reason(variant: Variant, device: torch.device) -> str | None:
         problem = _autocast_problem(device, dtype(variant.precision))
         if problem:
             return f"{variant.precision} autocast on {device.type}: {problem}"
+    if variant.cuda_graph:
+        if device.type != "cuda":
+            return f"CUDA graphs need a CUDA device, not {device.type}"
+        if variant.compile:
+            return "CUDA graphs and torch.compile do not combine here: choose --cuda-graph or --compile"
+        if variant.precision == "fp16":
+            return "CUDA graphs with fp16 would need loss scaling inside the graph: use bf16"
     if variant.compile:
         import torch
 

@@ -30,6 +30,7 @@ VARIANT_DEFAULTS: dict[str, Any] = {
     "precision": "fp32",
     "channels_last": False,
     "compile": False,
+    "cuda_graph": False,
     "deterministic": False,
 }
 
