@@ -18,7 +18,7 @@ CUDA = torch.device("cuda")
 
 def session() -> Session:
     plugins = manager.build()
-    return Session(plugins, collect(plugins.pm))
+    return Session(plugins, collect(plugins))
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def test_a_cpu_run_records_energy_per_phase_from_rapl(tmp_path, monkeypatch):
     plugins = manager.build()
     config = RunConfig("baseline", dataset="synthetic", limit_train=40, limit_test=20, cache_dir=None,
                        hyperparameters={"epochs": 1})  # fmt: skip
-    result = Session(plugins, collect(plugins.pm)).run(config)
+    result = Session(plugins, collect(plugins)).run(config)
     assert result.status == "ok", result.error
     assert result.energy["source"] == "rapl"
     assert set(result.energy["phase_j"]) == {"setup", "warmup", "train", "eval"}
@@ -148,7 +148,7 @@ def test_a_cpu_run_without_rapl_records_null_and_why(tmp_path, monkeypatch):
     plugins = manager.build()
     config = RunConfig("baseline", dataset="synthetic", limit_train=40, limit_test=20, cache_dir=None,
                        hyperparameters={"epochs": 1})  # fmt: skip
-    result = Session(plugins, collect(plugins.pm)).run(config)
+    result = Session(plugins, collect(plugins)).run(config)
     assert result.energy == {"source": None, "reason": f"no RAPL package counters in {tmp_path} "
                              "(not exposed on this machine, or a VM hides them)"}  # fmt: skip
 

@@ -69,7 +69,7 @@ def test_the_run_keeps_uint8_on_the_device_and_trains_as_before(monkeypatch):
     plugins = manager.build()
     config = RunConfig("baseline", dataset="synthetic", limit_train=40, limit_test=20, cache_dir=None,
                        hyperparameters={"epochs": 1})  # fmt: skip
-    record = Session(plugins, collect(plugins.pm)).run(config)
+    record = Session(plugins, collect(plugins)).run(config)
     assert record.status == "ok", record.error
     assert kept == [torch.uint8, torch.uint8]
 
@@ -94,9 +94,9 @@ def test_a_run_gives_the_same_losses_and_accuracy_as_normalizing_the_split_once(
     config = RunConfig("airbench_narrow", dataset="synthetic", limit_train=96, limit_test=40, cache_dir=None,
                        cpu_tune=False, hyperparameters={"epochs": 2, "batch_size": 32, "eval_batch_size": 16},
                        variant=Variant(channels_last=True))  # fmt: skip
-    now = Session(plugins, collect(plugins.pm)).run(config)
+    now = Session(plugins, collect(plugins)).run(config)
     monkeypatch.setattr(Session, "_batches", staticmethod(normalized_once))
-    before = Session(plugins, collect(plugins.pm)).run(config)
+    before = Session(plugins, collect(plugins)).run(config)
     assert now.status == before.status == "ok", (now.error, before.error)
     assert now.metrics.epoch_loss == before.metrics.epoch_loss
     assert now.metrics.test_accuracy == before.metrics.test_accuracy
