@@ -56,7 +56,7 @@ def test_warm_up_gets_one_normalized_batch_of_each_size():
     assert all(torch.equal(x, once.images[: len(x)]) for x, _ in shapes)
 
 
-def test_the_run_keeps_uint8_on_the_device_and_trains_as_before(monkeypatch):
+def test_the_run_keeps_the_training_split_uint8_and_the_test_split_normalized_once(monkeypatch):
     kept = []
     original = Session._batches
 
@@ -71,7 +71,7 @@ def test_the_run_keeps_uint8_on_the_device_and_trains_as_before(monkeypatch):
                        hyperparameters={"epochs": 1})  # fmt: skip
     record = Session(plugins, collect(plugins)).run(config)
     assert record.status == "ok", record.error
-    assert kept == [torch.uint8, torch.uint8]
+    assert kept == [torch.uint8, torch.float32]  # the training split is 5x larger: uint8; evaluation: no per-batch work
 
 
 def test_to_device_keeps_the_dtype():
