@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__, signals
 from .cache import default_cache_dir
-from .components import COMPONENT_KINDS
+from .components import SWAPPABLE_KINDS
 from .errors import RunFailed, UsageError, first_line, one_line
 from .variants import LOADERS, PRECISIONS
 
@@ -156,7 +156,7 @@ def build_parser() -> Parser:
     run.add_argument("--interleave", choices=("step", "run"),
                      help="with --reference: take turns step by step (one process), or run by run "
                           "[step; run under --nproc]")  # fmt: skip
-    for kind in (k for k in COMPONENT_KINDS if k != "dataset"):  # the dataset has --dataset
+    for kind in SWAPPABLE_KINDS:
         run.add_argument(f"--{kind}", dest=f"component_{kind}", metavar="NAME", help=f"override the recipe's {kind}")
     run.add_argument("--nproc", type=_positive_int, metavar="N",
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip

@@ -99,5 +99,5 @@ if TYPE_CHECKING:
 #: The component kinds a recipe names, in the order it lists them.
 COMPONENT_KINDS = ("dataset", "transform", "model", "loss", "optimizer", "scheduler")
 
-#: What the registry holds: every component kind, and recipes.
-KINDS = (*COMPONENT_KINDS, "recipe")
+#: The kinds a run can swap (``--model``, a suite's ``components``); the dataset has ``--dataset``.
+SWAPPABLE_KINDS = COMPONENT_KINDS[1:]

@@ -23,7 +23,7 @@ import torch
 from . import distributed, lockstep, manager
 from .cache import default_cache_dir
 from .cli import MAX_SEED
-from .components import COMPONENT_KINDS, DataSource
+from .components import SWAPPABLE_KINDS, DataSource
 from .console import Console
 from .devices import parse_devices, unavailable_reason
 from .errors import RunFailed, UsageError
@@ -32,9 +32,6 @@ from .registry import collect
 from .report import run_table
 from .runner import RunConfig, Session, check
 from .variants import Variant
-
-#: The component kinds ``run`` can swap (``--model`` ...); the dataset has ``--dataset``.
-COMPONENT_FLAGS = tuple(kind for kind in COMPONENT_KINDS if kind != "dataset")
 
 
 def load(args) -> tuple[manager.PluginManager, Session]:
@@ -89,7 +86,7 @@ def run_config(args) -> RunConfig:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     components = {
-        kind: getattr(args, f"component_{kind}") for kind in COMPONENT_FLAGS if getattr(args, f"component_{kind}")
+        kind: getattr(args, f"component_{kind}") for kind in SWAPPABLE_KINDS if getattr(args, f"component_{kind}")
     }
     return RunConfig(
         recipe=args.recipe,

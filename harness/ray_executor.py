@@ -44,8 +44,9 @@ from PIL import Image
 from . import distributed, manager
 from .components import Dataset
 from .data import TensorSplit, load_tensors
-from .errors import PluginError, UsageError, first_line
+from .errors import UsageError, first_line
 from .records import RunRecord
+from .runner import build
 from .suite import Suite, SuiteRun, failed_record, record_here, records_by_key, run_name
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install ray)'
@@ -232,10 +233,7 @@ class _Driver:
 
     def _put(self, entry, config) -> dict:
         start = time.perf_counter()
-        dataset = entry.factory(config.source)
-        if not isinstance(dataset, Dataset):
-            raise PluginError(f"plugin {entry.plugin!r}: dataset {entry.name!r} returned "
-                              f"{type(dataset).__name__}, expected cifar_bench.Dataset")  # fmt: skip
+        dataset = build(entry, Dataset, config.source)  # as the runner builds it: one check, one message
         train, test = load_tensors(dataset, config.cache_dir)[:2]
         payload = {
             "name": dataset.name,

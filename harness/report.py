@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from . import variants, workload
+from .components import COMPONENT_KINDS  # each a column of its own (--group-by model)
 from .errors import UsageError, warn
 from .records import RecordError, RunRecord, read_record
 from .workload import VARIANT_DEFAULTS
@@ -36,8 +37,6 @@ if TYPE_CHECKING:  # pandas is imported when records are read: the command line 
 #: that did different work (another model, other hyperparameters or data) in rows of their own.
 DEFAULT_GROUP_BY = ("recipe", "device", "variant", "workload")
 
-#: The component kinds, each a column of its own (``--group-by model``).
-COMPONENT_KINDS = ("dataset", "transform", "model", "loss", "optimizer", "scheduler")
 
 #: Columns that hold whole structures, not values to group or sort by.
 STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description")

@@ -54,6 +54,7 @@ from tabulate import tabulate
 # torch, and the modules that need it, are imported inside the functions that run things:
 # building the command line (every cifar-bench command does) must not load torch.
 from . import manager, variants
+from .components import SWAPPABLE_KINDS
 from .console import Console
 from .devices import parse_devices, unavailable_reason
 from .errors import PluginError, UsageError, unknown_name
@@ -102,7 +103,6 @@ POSITIVE_INTS = ("epochs", "batch_size", "limit_train", "limit_test", "threads",
 STRINGS = ("dataset", "data_dir", "data_root")
 BOOLS = ("stop_at_target", "deterministic", "no_cache")
 PATHS = ("data_dir", "data_root")  # relative to the suite file
-COMPONENT_KINDS = ("model", "loss", "optimizer", "transform", "scheduler")
 RUN_KEYS = (*CROSSED, *FLAGS, "set", "components")
 
 
@@ -295,7 +295,7 @@ def _check(table: Mapping[str, Any], where: str) -> None:
     components = table.get("components", {})
     if not isinstance(components, dict):
         raise UsageError(f"{where}: components must be a table, e.g. components = {{ model = 'resnet18' }}")
-    _known(components, COMPONENT_KINDS, f"{where}: components")
+    _known(components, SWAPPABLE_KINDS, f"{where}: components")
     for kind, name in components.items():
         if not isinstance(name, str) or not name:
             raise UsageError(f"{where}: components.{kind} must be a component name")
