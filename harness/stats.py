@@ -188,17 +188,23 @@ def judge_slowdown(
     the test, the threshold decides alone (``judged`` is False).
     """
     estimate = ratio_estimate(baseline, current, confidence=1 - 2 * alpha)
-    slower = estimate.ratio > 1 + max_slowdown
     judged = can_judge(len(baseline), len(current), alpha)
     p_value = slower_p_value(baseline, current) if judged else None
+    return _decision(estimate, p_value, judged, max_slowdown, alpha, len(baseline), len(current))
+
+
+def _decision(estimate: RatioEstimate, p_value: float | None, judged: bool, max_slowdown: float, alpha: float,
+              baseline_runs: int, current_runs: int) -> SlowdownDecision:  # fmt: skip
+    """The rule both tests share: slower than the threshold, and significant where significance can be judged."""
+    slower = estimate.ratio > 1 + max_slowdown
     return SlowdownDecision(
         estimate=estimate,
         p_value=p_value,
         judged=judged,
         slower=slower,
         regression=slower and (p_value is None or is_significant(p_value, alpha)),
-        baseline_runs=len(baseline),
-        current_runs=len(current),
+        baseline_runs=baseline_runs,
+        current_runs=current_runs,
         alpha=alpha,
     )
 
@@ -306,16 +312,6 @@ def judge_paired_slowdown(ratios: Sequence[float], *, max_slowdown: float = 0.10
                           alpha: float = 0.05) -> SlowdownDecision:  # fmt: skip
     """:func:`judge_slowdown` for paired runs: the same threshold and level, the paired rank test."""
     estimate = paired_ratio_estimate(ratios, confidence=1 - 2 * alpha)
-    slower = estimate.ratio > 1 + max_slowdown
     judged = can_judge_paired(len(ratios), alpha)
     p_value = paired_slower_p_value(ratios) if judged else None
-    return SlowdownDecision(
-        estimate=estimate,
-        p_value=p_value,
-        judged=judged,
-        slower=slower,
-        regression=slower and (p_value is None or is_significant(p_value, alpha)),
-        baseline_runs=len(ratios),
-        current_runs=len(ratios),
-        alpha=alpha,
-    )
+    return _decision(estimate, p_value, judged, max_slowdown, alpha, len(ratios), len(ratios))

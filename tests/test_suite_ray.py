@@ -18,18 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_suite import SMOKE  # the same small synthetic defaults as the local executor's tests
 
 from cifar_bench import suite as suite_module
-
-SMOKE = """
-name = "smoke"
-[defaults]
-dataset = "synthetic"
-limit_train = 64
-limit_test = 20
-epochs = 1
-threads = 1
-"""
 
 # Three runs: two seeds, and another batch size read through the DataLoader (the data a worker was shipped).
 THREE_RUNS = (
