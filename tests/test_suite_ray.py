@@ -194,11 +194,17 @@ def test_ctrl_c_on_the_driver_cancels_the_rest_and_keeps_what_finished(run_cli, 
             time.sleep(0.5)
             os.kill(os.getpid(), signal.SIGINT)
 
+    # Ctrl-C as a terminal delivers it, whatever this process inherited: a job started in the background by a
+    # non-interactive shell (as a CI script may be) starts with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     pressing = threading.Thread(target=press_ctrl_c, daemon=True)
     pressing.start()
-    result = run_cli("suite", suite, "-p", slow_plugin(tmp_path), "--results-dir", tmp_path / "r", "--quiet",
-                     "--executor", "ray")  # fmt: skip
-    pressing.join()
+    try:
+        result = run_cli("suite", suite, "-p", slow_plugin(tmp_path), "--results-dir", tmp_path / "r", "--quiet",
+                         "--executor", "ray")  # fmt: skip
+    finally:
+        pressing.join()
+        signal.signal(signal.SIGINT, previous)
     assert result.code == 130, result
     assert "interrupted: cancelled 2 runs still running or pending" in result.out
     (done,) = records(tmp_path / "r")
