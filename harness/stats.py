@@ -98,13 +98,17 @@ def _critical_rank(n: int, m: int, tail: float) -> int:
     if n * m > EXACT_LIMIT:
         mean, sd = n * m / 2, math.sqrt(n * m * (n + m + 1) / 12)
         return max(0, math.floor(mean + NormalDist().inv_cdf(tail) * sd + 0.5))
-    counts, total = u_null_counts(n, m), math.comb(n + m, n)
+    return _lower_critical(u_null_counts(n, m), math.comb(n + m, n), tail)
+
+
+def _lower_critical(counts: Sequence[int], total: int, tail: float) -> int:
+    """The largest k with P(statistic <= k - 1) <= tail, from the null distribution's counts per value."""
     cumulative, k = 0, 0
-    for u, count in enumerate(counts):
+    for value, count in enumerate(counts):
         cumulative += count
         if cumulative / total > tail * (1 + SLACK):
             break
-        k = u + 1
+        k = value + 1
     return k
 
 
@@ -244,14 +248,7 @@ def signed_rank_counts(n: int) -> tuple[int, ...]:
 
 def _signed_rank_critical(n: int, tail: float) -> int:
     """The largest k with P(T+ <= k - 1) <= tail under the null (0: no interval reaches it)."""
-    counts, total = signed_rank_counts(n), 2**n
-    cumulative, k = 0, 0
-    for t, count in enumerate(counts):
-        cumulative += count
-        if cumulative / total > tail * (1 + SLACK):
-            break
-        k = t + 1
-    return k
+    return _lower_critical(signed_rank_counts(n), 2**n, tail)
 
 
 def paired_ratio_estimate(ratios: Sequence[float], confidence: float = 0.90) -> RatioEstimate:
