@@ -8,11 +8,14 @@ A commit that ``compare`` would call a regression against the commit before
 it is marked; the verdict comes from :func:`cifar_bench.compare.judge_pair`
 itself, so the site and the gate never disagree.
 
-It is plain files: the charts are drawn by plotly.js, copied from the plotly
-Python package into ``assets/`` beside the pages, so the site works opened
-from ``file://``, from a CI artifact or on a static host, and fetches
-nothing. Every number in a chart is also in a table on the same page, so the
-pages are usable with JavaScript off.
+It is plain files with no script: the charts are drawn when the site is
+built, by matplotlib (as ``cifar-bench plot`` draws), as SVG put inline in
+each page. Each point is an element of the page with a ``<title>``, which the
+browser shows as a tooltip (the run's id, commit, seed, environment and
+hyperparameters), so a page of 1,000 runs is there as soon as it is parsed.
+The site works opened from ``file://``, from a CI artifact or on a static
+host, fetches nothing, and is the same with JavaScript off. Every number in a
+chart is also in a table on the same page.
 
 Runs from different machines (CPU model, accelerator model) are separate
 series and never one line: their times differ for reasons other than the code.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
+import io
 import math
 import re
 import shutil
@@ -43,8 +46,7 @@ from .report import load_runs, warn
 MACHINE_FIELDS = ("cpu", "device_name")
 #: Left in the output folder so that a later build may replace it (and nothing else).
 SITE_MARKER = ".cifar-bench-site"
-ASSET_FILES = ("style.css", "site.js")
-PLOTLY_FILE = "plotly.min.js"
+ASSET_FILES = ("style.css",)
 
 MEASURES = (  # column, chart title, axis label, how a value prints
     ("train_s", "Train time", "train s", "{:.4g}"),
@@ -215,96 +217,242 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value) != ""
 
 
-# -- charts (plotly.js figures as plain JSON) -------------------------------------------
+# -- charts (SVG drawn by matplotlib when the site is built) ----------------------------------
+
+#: matplotlib settings for every chart, over its defaults (never the user's matplotlibrc), so that a
+#: build draws the same SVG each time: text stays text (small, selectable, rendered by the browser)
+#: and the ids matplotlib makes are hashed from a fixed salt rather than a random one.
+CHART_STYLE = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
+    "font.size": 9.5,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "grid.color": "#e4e4e4",
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+}
+CHART_WIDTH = 1230  # CSS px: the content width of a 1300-px-wide page; the SVG scales down below that
+CHART_DPI = 96  # CSS px per inch, so that a figure inch is a CSS inch and a 10-pt font is 13.3 px
+#: Fixed margins in px (not constrained layout), so the commit columns of the three charts line up
+#: one above the other whatever the width of each chart's y tick labels.
+CHART_MARGINS = {"left": 78, "right": 16, "top": 34, "bottom": 52}
+LABEL_SPACING = 72  # px per commit label at least: labels are thinned to fit beside one another
+RUN_COLOUR, MEDIAN_COLOUR = "#333333", "#1f77b4"
+#: No measurement comes near this (a corrupt record might): matplotlib's axis arithmetic overflows close to
+#: the float limit, so larger values are left off the charts. The tables on the page still show them.
+MAX_DRAWN = 1e150
 
 
-def commit_axis(commits: Sequence[str]) -> dict[str, Any]:
-    return {"tickmode": "array", "tickvals": list(range(len(commits))), "ticktext": [c[:8] for c in commits],
-            "title": {"text": "commit (oldest first)"}, "range": [-0.6, len(commits) - 0.4],
-            "zeroline": False}  # fmt: skip
+def _drawable(*values: float) -> bool:
+    return all(math.isfinite(v) and abs(v) < MAX_DRAWN for v in values)
 
 
-def measure_figure(series: Series, column: str, title: str, label: str, fmt: str,
-                   details: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
-    """Runs as points, the median per commit as a line, the IQR as a band, regressions shaded."""
-    commits = [c.commit for c in series.commits]
-    quartiles = [c.quartiles(column) for c in series.commits]
-    xs = [i for i, q in enumerate(quartiles) if q is not None]
-    q25, q50, q75 = ([quartiles[i][k] for i in xs] for k in range(3))
-    points_x, points_y, points_text = [], [], []
-    for i, commit in enumerate(series.commits):
-        ok = commit.ok.assign(_seed=commit.ok["seed"].map(_seed_order)).sort_values(["_seed", "run_id"], kind="stable")
-        values = pd.to_numeric(ok[column], errors="coerce")
-        spread = min(0.3, 0.06 * (len(ok) - 1))  # runs of one commit side by side, not on top of each other
-        for j, (run_id, value) in enumerate(zip(ok["run_id"], values, strict=True)):
-            if math.isfinite(value):
-                points_x.append(i + (spread * (j / (len(ok) - 1) - 0.5) if len(ok) > 1 else 0))
-                points_y.append(value)
-                points_text.append(f"{html.escape(fmt.format(value))} {label}<br>{details[run_id]}")
-    median_text = [
-        f"commit {c.commit[:12]}<br>median {fmt.format(q[1])} {label} (IQR {fmt.format(q[0])}–{fmt.format(q[2])})"
-        f"<br>{len(c.ok)} run(s)" + (f"<br>{html.escape(_verdict_text(c))}" if c.versus_previous else "")
-        for c, q in zip(series.commits, quartiles, strict=True)
-        if q is not None
-    ]
-    data = [
-        {"type": "scatter", "mode": "lines", "x": xs, "y": q75, "line": {"width": 0}, "hoverinfo": "skip",
-         "showlegend": False, "name": "75th percentile"},
-        {"type": "scatter", "mode": "lines", "x": xs, "y": q25, "line": {"width": 0}, "fill": "tonexty",
-         "fillcolor": "rgba(31,119,180,0.18)", "hoverinfo": "skip", "name": "IQR"},
-        {"type": "scatter", "mode": "lines+markers", "x": xs, "y": q50, "name": "median per commit",
-         "line": {"color": "#1f77b4", "width": 2}, "marker": {"size": 7}, "text": median_text,
-         "hovertemplate": "%{text}<extra></extra>"},
-        {"type": "scatter", "mode": "markers", "x": points_x, "y": points_y, "name": "runs", "text": points_text,
-         "marker": {"size": 7, "color": "rgba(0,0,0,0.55)", "line": {"width": 0}},
-         "hovertemplate": "%{text}<extra></extra>"},
-    ]  # fmt: skip
-    marked = [i for i, c in enumerate(series.commits) if column in c.regressed and quartiles[i] is not None]
+def commit_axis(ax: Any, commits: Sequence[str], width: int = CHART_WIDTH) -> None:
+    """Commits at 0, 1, 2 ... oldest first; a short hash under each, or under every k-th when they would overlap."""
+    from matplotlib.ticker import FixedLocator
+
+    room = width - CHART_MARGINS["left"] - CHART_MARGINS["right"]
+    step = max(1, math.ceil(len(commits) * LABEL_SPACING / room))
+    labelled = list(range(0, len(commits), step))
+    ax.set_xticks(labelled, [commits[i][:8] for i in labelled], fontfamily="monospace", fontsize=8.5)
+    ax.xaxis.set_minor_locator(FixedLocator(range(len(commits))))  # an unlabelled tick at every commit
+    ax.set_xlim(-0.6, len(commits) - 0.4)
+    ax.set_xlabel("commit (oldest first)" + (f", a label every {step} commits" if step > 1 else ""))
+
+
+def _figure(height: int, bottom: int = CHART_MARGINS["bottom"]) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(CHART_WIDTH / CHART_DPI, height / CHART_DPI), dpi=CHART_DPI)
+    left, right, top = CHART_MARGINS["left"], CHART_MARGINS["right"], CHART_MARGINS["top"]
+    ax = fig.add_axes((left / CHART_WIDTH, bottom / height, 1 - (left + right) / CHART_WIDTH,
+                       1 - (top + bottom) / height))  # fmt: skip
+    return fig, ax
+
+
+def _value_axis(ax: Any, label: str, fmt: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_ylabel(label)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt.format(value)))  # as the tables print it
+
+
+def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
+                  details: Mapping[str, str]) -> str:  # fmt: skip
+    """Runs as points, the median per commit as a line, the IQR as a band, regressions shaded: an SVG element."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    with _chart_style(column):
+        fig, ax = _figure(330)
+        quartiles = [
+            q if q is not None and _drawable(*q) else None for q in (c.quartiles(column) for c in series.commits)
+        ]
+        xs = [i for i, q in enumerate(quartiles) if q is not None]
+        q25, q50, q75 = ([quartiles[i][k] for i in xs] for k in range(3))
+        titles: dict[str, list[str]] = {"runs": [], "medians": [], "marks": [], "regressions": []}
+        points_x, points_y = [], []
+        for i, commit in enumerate(series.commits):
+            ok = commit.ok.assign(_seed=commit.ok["seed"].map(_seed_order))
+            ok = ok.sort_values(["_seed", "run_id"], kind="stable")
+            values = pd.to_numeric(ok[column], errors="coerce")
+            spread = min(0.3, 0.06 * (len(ok) - 1))  # runs of one commit side by side, not on top of each other
+            for j, (run_id, value) in enumerate(zip(ok["run_id"], values, strict=True)):
+                if _drawable(value):
+                    points_x.append(i + (spread * (j / (len(ok) - 1) - 0.5) if len(ok) > 1 else 0))
+                    points_y.append(value)
+                    titles["runs"].append(f"{fmt.format(value)} {label}\n{details[run_id]}")
+        for i, c in enumerate(series.commits):
+            if c.regression:
+                ax.axvspan(i - 0.45, i + 0.45, color=REGRESSION_COLOUR, alpha=0.1, lw=0, zorder=0,
+                           gid=f"{column}-regression-{i}")  # fmt: skip
+                ax.text(i, 0.99, "regression", transform=ax.get_xaxis_transform(), ha="center", va="top",
+                        color=REGRESSION_COLOUR, fontsize=8.5, gid=f"{column}-regression-label-{i}")  # fmt: skip
+                titles["regressions"].append(f"commit {c.commit[:12]}: {_verdict_text(c)}")
+        ax.fill_between(xs, q25, q75, color=MEDIAN_COLOUR, alpha=0.18, lw=0, zorder=1)
+        ax.scatter(points_x, points_y, s=14, color=RUN_COLOUR, alpha=0.55, lw=0, zorder=2, gid=f"{column}-runs")
+        ax.plot(xs, q50, color=MEDIAN_COLOUR, lw=2, marker="o", ms=5.5, zorder=3, gid=f"{column}-medians")
+        for c, q in zip(series.commits, quartiles, strict=True):
+            if q is not None:
+                verdict = f"\n{_verdict_text(c)}" if c.versus_previous else ""
+                titles["medians"].append(f"commit {c.commit[:12]}\nmedian {fmt.format(q[1])} {label} "
+                                         f"(IQR {fmt.format(q[0])}–{fmt.format(q[2])})\n"
+                                         f"{len(c.ok)} run(s){verdict}")  # fmt: skip
+        marked = [i for i, c in enumerate(series.commits) if column in c.regressed and quartiles[i] is not None]
+        if marked:
+            ax.plot(marked, [quartiles[i][1] for i in marked], ls="none", marker="x", ms=11, mew=2.2,
+                    color=REGRESSION_COLOUR, zorder=4, gid=f"{column}-marks")  # fmt: skip
+            titles["marks"] = [_verdict_text(series.commits[i]) for i in marked]
+        if series.regressions:
+            ax.set_ymargin(0.15)  # headroom: the "regression" labels sit at the top, clear of the points
+        commit_axis(ax, [c.commit for c in series.commits])
+        _value_axis(ax, label, fmt)
+        ax.set_title(title, loc="left")
+        handles = [Line2D([], [], ls="none", marker="o", ms=4, color=RUN_COLOUR, alpha=0.55, label="runs"),
+                   Line2D([], [], color=MEDIAN_COLOUR, lw=2, marker="o", ms=5, label="median per commit"),
+                   Patch(color=MEDIAN_COLOUR, alpha=0.18, lw=0, label="interquartile range")]  # fmt: skip
+        if series.regressions:
+            handles.append(Patch(color=REGRESSION_COLOUR, alpha=0.15, lw=0, label="regression vs previous commit"))
+        if marked:
+            handles.append(Line2D([], [], ls="none", marker="x", ms=8, mew=2, color=REGRESSION_COLOUR,
+                                  label=f"{title.lower()} regressed"))  # fmt: skip
+        ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=len(handles), borderaxespad=0.3)
+        svg = _svg(fig, f"{title} over commits", column)
+    svg = _title_points(svg, f"{column}-runs", titles["runs"])
+    svg = _title_points(svg, f"{column}-medians", titles["medians"])
     if marked:
-        data.append({"type": "scatter", "mode": "markers", "x": marked, "y": [quartiles[i][1] for i in marked],
-                     "name": "regression vs previous commit",
-                     "text": [html.escape(_verdict_text(series.commits[i])) for i in marked],
-                     "marker": {"symbol": "x", "size": 15, "color": REGRESSION_COLOUR, "line": {"width": 2}},
-                     "hovertemplate": "%{text}<extra></extra>"})  # fmt: skip
-    shapes = [
-        {"type": "rect", "xref": "x", "yref": "paper", "x0": i - 0.45, "x1": i + 0.45, "y0": 0, "y1": 1,
-         "fillcolor": "rgba(214,39,40,0.10)", "line": {"width": 0}, "layer": "below"}
-        for i, c in enumerate(series.commits) if c.regression
-    ]  # fmt: skip
-    annotations = [
-        {"x": i, "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom", "showarrow": False,
-         "text": "regression", "font": {"color": REGRESSION_COLOUR, "size": 11}}
-        for i, c in enumerate(series.commits) if c.regression
-    ]  # fmt: skip
-    layout = {
-        "title": {"text": title}, "xaxis": commit_axis(commits), "yaxis": {"title": {"text": label}},
-        "shapes": shapes, "annotations": annotations, "hovermode": "closest", "height": 340,
-        "margin": {"l": 70, "r": 20, "t": 50, "b": 60}, "legend": {"orientation": "h", "y": -0.28},
-    }  # fmt: skip
-    return {"data": data, "layout": layout}
+        svg = _title_points(svg, f"{column}-marks", titles["marks"])
+    regressions = [i for i, c in enumerate(series.commits) if c.regression]
+    for i, text in zip(regressions, titles["regressions"], strict=True):
+        svg = _title_group(svg, f"{column}-regression-{i}", text)
+    return svg
 
 
-def comparison_figure(siblings: Sequence[Series], commits: Sequence[str], current: Series) -> dict[str, Any]:
+def comparison_chart(siblings: Sequence[Series], commits: Sequence[str], current: Series) -> str:
     """Median train time per commit of every series of the recipe, one line each, on one commit axis."""
-    data = []
-    for s in siblings:
-        xs, ys = [], []
-        for c in s.commits:
-            median = c.median("train_s")
-            if median is not None:
-                xs.append(commits.index(c.commit))
-                ys.append(median)
-        data.append({"type": "scatter", "mode": "lines+markers", "x": xs, "y": ys, "name": _series_label(s),
-                     "line": {"width": 3 if s is current else 1.5},
-                     "hovertemplate": "%{y:.4g} s<extra>%{fullData.name}</extra>"})  # fmt: skip
-    layout = {"title": {"text": "Median train time of this recipe on each device, variant and machine"},
-              "xaxis": commit_axis(commits), "yaxis": {"title": {"text": "train s"}}, "height": 360,
-              "margin": {"l": 70, "r": 20, "t": 50, "b": 60}, "legend": {"orientation": "h", "y": -0.3}}  # fmt: skip
-    return {"data": data, "layout": layout}
+    columns = 2
+    rows = math.ceil(len(siblings) / columns)
+    legend = 20 * rows + 8  # px under the commit axis for the legend
+    with _chart_style("comparison"):
+        fig, ax = _figure(300 + legend, bottom=CHART_MARGINS["bottom"] + legend)
+        titles = []
+        for k, s in enumerate(siblings):
+            xs, ys, texts = [], [], []
+            for c in s.commits:
+                median = c.median("train_s")
+                if median is not None and _drawable(median):
+                    xs.append(commits.index(c.commit))
+                    ys.append(median)
+                    texts.append(f"{_series_label(s)}\ncommit {c.commit[:12]}: median {median:.4g} train s "
+                                 f"over {len(c.ok)} run(s)")  # fmt: skip
+            name = _series_label(s) + (" (this page)" if s is current else "")
+            ax.plot(xs, ys, lw=3 if s is current else 1.5, marker="o", ms=5, color=f"C{k % 10}", label=name,
+                    gid=f"comparison-{k}")  # fmt: skip
+            titles.append(texts)
+        commit_axis(ax, commits)
+        _value_axis(ax, "train s", "{:.4g}")
+        ax.set_title("Median train time of this recipe on each device, variant and machine", loc="left")
+        ax.legend(loc="upper left", bbox_to_anchor=(0, -CHART_MARGINS["bottom"] / ax.bbox.height), ncols=columns,
+                  borderaxespad=0)  # fmt: skip
+        svg = _svg(fig, "Median train time on each device, variant and machine over commits", "comparison")
+    for k, texts in enumerate(titles):
+        svg = _title_points(svg, f"comparison-{k}", texts)
+    return svg
+
+
+def _chart_style(salt: str) -> Any:
+    """matplotlib's defaults plus :data:`CHART_STYLE`, and ids salted per chart: unique on the page, same each build."""
+    import contextlib
+    import warnings
+
+    import matplotlib.style
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    # The browser draws the text (svg.fonttype none); a glyph matplotlib's font lacks only nudges its layout.
+    warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+    stack.enter_context(matplotlib.style.context("default"))
+    stack.enter_context(matplotlib.rc_context({**CHART_STYLE, "svg.hashsalt": f"cifar-bench {salt}"}))
+    return stack
+
+
+def _svg(fig: Any, label: str, key: str) -> str:
+    """The figure as an ``<svg>`` element to put inline in HTML: no XML prologue, metadata or fixed size.
+
+    Every group id starts with ``key``: matplotlib names its groups figure_1, axes_1, xtick_1 ... in each
+    chart alike, and ids must be unique on the page.
+    """
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue().strip()
+    text = text[text.index("<svg") :]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
+    text = re.sub(rf'<g id="(?!{re.escape(key)}-)', f'<g id="{key}-', text)
+    # Sized by its viewBox and the stylesheet (the page's width), not in points.
+    return re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*" ', rf'<svg \1role="img" aria-label="{_e(label)}" ',
+                  text, count=1)  # fmt: skip
+
+
+def _title_points(svg: str, gid: str, titles: Sequence[str]) -> str:
+    """A ``<title>`` (the browser's own tooltip) in each marker of the artist ``gid``, in data order."""
+    start = svg.find(f'<g id="{gid}"')
+    if start < 0:  # nothing drawn
+        return svg
+    end = _group_end(svg, start)
+    group = svg[start:end]
+    uses = group.count("<use ")
+    if uses != len(titles):  # matplotlib left a marker out: better no tooltips than wrong ones
+        return svg
+    texts = iter(titles)
+    group = re.sub(r"<use ([^>]*?)/>", lambda m: f"<use {m.group(1)}><title>{_e(next(texts))}</title></use>", group)
+    group = group.replace(f'<g id="{gid}"', f'<g id="{gid}" class="points"', 1)
+    return svg[:start] + group + svg[end:]
+
+
+def _title_group(svg: str, gid: str, title: str) -> str:
+    """A ``<title>`` for the whole group ``gid`` (a shaded commit, say)."""
+    opening = re.search(rf'<g id="{re.escape(gid)}"[^>]*>', svg)
+    return svg[: opening.end()] + f"<title>{_e(title)}</title>" + svg[opening.end() :]
+
+
+def _group_end(svg: str, start: int) -> int:
+    """Where the ``<g>`` element that opens at ``start`` closes."""
+    depth = 0
+    for tag in re.finditer(r"<g[ >]|</g>", svg[start:]):
+        depth += -1 if tag.group(0) == "</g>" else 1
+        if depth == 0:
+            return start + tag.end()
+    raise ValueError(f"unclosed <g> at {start}")
 
 
 def run_details(runs: pd.DataFrame) -> dict[str, str]:
-    """What hovering a run's point shows: id, commit, seed, environment and hyperparameters (HTML-escaped)."""
+    """What hovering a run's point shows: id, commit, seed, environment and hyperparameters, a line each."""
     details = {}
     for row in runs.to_dict("records"):
         machine = ", ".join(dict.fromkeys(str(row.get(n)) for n in MACHINE_FIELDS if _present(row.get(n))))
@@ -314,7 +462,7 @@ def run_details(runs: pd.DataFrame) -> dict[str, str]:
         hp_lines = [", ".join(f"{k}={v}" for k, v in list(hp.items())[i : i + 3]) for i in range(0, len(hp), 3)]
         lines = [f"run {row['run_id']}", f"commit {str(row['git_commit'])[:12]}, seed {row.get('seed')}",
                  f"started {row.get('started_at')}", machine, software, *hp_lines]  # fmt: skip
-        details[row["run_id"]] = "<br>".join(html.escape(str(line)) for line in lines if line)
+        details[row["run_id"]] = "\n".join(str(line) for line in lines if line)
     return details
 
 
@@ -399,10 +547,7 @@ def sparkline(series: Series, width: int = 120, height: int = 28) -> str:
             f'points="{line}"/>{dots}</svg>')  # fmt: skip
 
 
-def page(title: str, body: str, *, root: str, charts: bool) -> str:
-    # Deferred: the tables show while the browser still parses plotly.js; the scripts then run in order.
-    scripts = (f'<script defer src="{root}assets/{PLOTLY_FILE}"></script>\n'
-               f'<script defer src="{root}assets/site.js"></script>\n' if charts else "")  # fmt: skip
+def page(title: str, body: str, *, root: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -410,19 +555,16 @@ def page(title: str, body: str, *, root: str, charts: bool) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)}</title>
 <link rel="stylesheet" href="{root}assets/style.css">
-<noscript><style>.chart {{ display: none; }}</style></noscript>
 </head>
 <body>
 {body}
-{scripts}</body>
+</body>
 </html>
 """
 
 
-def _chart(figure: Mapping[str, Any], target: str) -> str:
-    data = json.dumps(figure, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
-    return (f'<div class="chart" id="{target}"></div>\n'
-            f'<script type="application/json" class="chart-data" data-target="{target}">{data}</script>')  # fmt: skip
+def _chart(svg: str, target: str) -> str:
+    return f'<figure class="chart" id="{target}">{svg}</figure>'
 
 
 def _notes(notes: Sequence[str]) -> str:
@@ -463,12 +605,12 @@ verdict are against the commit before it, judged as <code>cifar-bench compare</c
 </tbody>
 </table>
 </main>"""
-    return page(title, body, root="", charts=False)
+    return page(title, body, root="")
 
 
 def series_page(s: Series, history: History, siblings: Sequence[Series], title: str) -> str:
     details = run_details(s.runs)
-    charts = "\n".join(_chart(measure_figure(s, column, name, label, fmt, details), f"chart-{column}")
+    charts = "\n".join(_chart(measure_chart(s, column, name, label, fmt, details), f"chart-{column}")
                        for column, name, label, fmt in MEASURES)  # fmt: skip
     history_rows = []
     for i, c in enumerate(s.commits):
@@ -505,7 +647,7 @@ def series_page(s: Series, history: History, siblings: Sequence[Series], title: 
         )  # fmt: skip
         comparison = f"""<section class="comparison"><h2>Devices, variants and machines</h2>
 <p>The same recipe elsewhere; each is its own series, never pooled with this one.</p>
-{_chart(comparison_figure(siblings, history.commits, s), "chart-comparison")}
+{_chart(comparison_chart(siblings, history.commits, s), "chart-comparison")}
 <table><thead><tr><th>device</th><th>variant</th><th>machine</th><th>latest train s</th><th>latest test acc %</th>
 <th></th></tr></thead><tbody>{sibling_rows}</tbody></table></section>"""
     regressions = len(s.regressions)
@@ -531,7 +673,7 @@ def series_page(s: Series, history: History, siblings: Sequence[Series], title: 
 {run_rows}
 </tbody></table></details></section>
 </main>"""
-    return page(f"{s.title} – {title}", body, root="../", charts=True)
+    return page(f"{s.title} – {title}", body, root="../")
 
 
 def _sibling_link(other: Series, current: Series) -> str:
@@ -548,11 +690,6 @@ def _quartile_text(quartiles: tuple[float, float, float] | None, fmt: str) -> st
 # -- writing the site -------------------------------------------------------------------
 
 
-def plotly_script() -> bytes:
-    """plotly.js as the plotly Python package ships it, so that no page fetches it from the internet."""
-    return (resources.files("plotly") / "package_data" / PLOTLY_FILE).read_bytes()
-
-
 def write_site(history: History, output: Path, title: str = "cifar-bench results") -> None:
     """Every page into ``output``, built beside it and swapped in, so a failed build leaves the old site whole."""
     output = Path(output)
@@ -567,7 +704,6 @@ def write_site(history: History, output: Path, title: str = "cifar-bench results
     try:
         (build / "assets").mkdir()
         (build / "workloads").mkdir()
-        (build / "assets" / PLOTLY_FILE).write_bytes(plotly_script())
         assets = resources.files("cifar_bench") / "publish_assets"
         for name in ASSET_FILES:
             (build / "assets" / name).write_bytes((assets / name).read_bytes())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,29 @@ from cifar_bench.report import load_runs
 
 COMMITS = ["e0" * 20, "b1" * 20, "d2" * 20, "a3" * 20, "c4" * 20]  # 5 commits, whose hashes do not sort by time
 SLOW = 2  # the commit with the planted slowdown
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def charts(page: str) -> dict[str, ET.Element]:
+    """The page's inline SVG charts by their figure's id (chart-train_s ...), parsed as XML."""
+    found = re.findall(r'<figure class="chart" id="([^"]+)">(<svg.*?</svg>)</figure>', page, flags=re.DOTALL)
+    return {target: ET.fromstring(svg) for target, svg in found}
+
+
+def group(chart: ET.Element, gid: str) -> ET.Element | None:
+    return chart.find(f".//{SVG}g[@id='{gid}']")
+
+
+def points(chart: ET.Element, gid: str) -> list[str]:
+    """The tooltip of every point the artist ``gid`` drew, in data order."""
+    found = group(chart, gid)
+    return [] if found is None else [use.findtext(f"{SVG}title") for use in found.iter(f"{SVG}use")]
+
+
+def texts(element: ET.Element) -> list[str]:
+    return ["".join(t.itertext()) for t in element.iter(f"{SVG}text")]
 
 
 def at(commit: int, seed: int, *, train_s: float, cpu: str = "AMD EPYC", device: str = "cpu", **extra) -> dict:
@@ -97,13 +120,19 @@ def test_site_links_work_and_nothing_comes_from_the_internet(results, tmp_path, 
     index = (site / "index.html").read_text()
     (link,) = re.findall(r'href="(workloads/[^"]+\.html)"', index)
     page = (site / link).read_text()
-    assert (site / "assets" / "plotly.min.js").stat().st_size > 1_000_000  # the real bundle, not a stub
+    assert sorted(p.name for p in (site / "assets").iterdir()) == ["style.css"]  # no script to ship
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)) > 100  # four charts inline, and no id twice
     for html in (index, page):
+        assert "<script" not in html
         for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+            if ref.startswith("#"):  # a marker or clip path of the same page's SVG
+                assert ref[1:] in ids, ref
+                continue
             assert not re.match(r"[a-z]+:", ref), ref  # relative: works from file:// and any host
             target = (site / link).parent / ref if html is page else site / ref
             assert target.resolve().exists(), ref
-    assert '<script defer src="../assets/plotly.min.js">' in page
+        assert not re.search(r"url\((?!#)", html)  # nothing drawn from elsewhere either
 
 
 def test_pages_say_everything_in_tables_without_javascript(results, tmp_path):
@@ -121,18 +150,53 @@ def test_pages_say_everything_in_tables_without_javascript(results, tmp_path):
     assert "+49.3% train s" in history  # 15.15 s against 10.15 s
 
 
-def test_chart_data_holds_every_run_with_its_details(results, tmp_path):
+def test_charts_hold_every_run_with_its_details(results, tmp_path):
     site = tmp_path / "site"
     main(["publish", str(results), "--output", str(site)])
     page = next((site / "workloads").glob("*.html")).read_text()
-    figures = [json.loads(m) for m in re.findall(r'class="chart-data"[^>]*>(.*?)</script>', page, flags=re.DOTALL)]
-    assert [f["layout"]["title"]["text"] for f in figures] == ["Train time", "Training throughput", "Test accuracy"]
-    train = {t["name"]: t for t in figures[0]["data"]}
-    assert len(train["runs"]["y"]) == 20
-    assert train["median per commit"]["y"] == pytest.approx([10.15, 10.15, 15.15, 10.15, 10.15])
-    assert train["regression vs previous commit"]["x"] == [SLOW]
-    hover = train["runs"]["text"][0]
-    assert "commit e0e0e0e0e0e0" in hover and "seed 0" in hover and "AMD EPYC" in hover and "lr=0.001" in hover
+    found = charts(page)
+    assert list(found) == ["chart-train_s", "chart-train_img_s", "chart-test_accuracy_pct"]  # one recipe, one device
+    train = found["chart-train_s"]
+    assert "Train time" in texts(train) and "train s" in texts(train)
+    runs = points(train, "train_s-runs")
+    assert len(runs) == 20
+    # Runs in commit order, then by seed: 10.0 s at seed 0 of the first commit, 15.3 s at seed 3 of the slow one.
+    assert runs[0].startswith("10 train s\nrun ") and runs[4 * SLOW + 3].startswith("15.3 train s")
+    first = runs[0]
+    assert "commit e0e0e0e0e0e0, seed 0" in first and "AMD EPYC" in first and "lr=0.001" in first
+    medians = points(train, "train_s-medians")
+    assert [re.search(r"median (\S+)", m).group(1) for m in medians] == ["10.15", "10.15", "15.15", "10.15", "10.15"]
+    assert "4 run(s)" in medians[SLOW] and "regression vs previous commit" in medians[SLOW]
+    (mark,) = points(train, "train_s-marks")
+    assert mark.startswith("regression vs previous commit: ")
+    # The shaded commit: a group of its own, its tooltip naming the commit, labelled on the chart.
+    shaded = group(train, f"train_s-regression-{SLOW}")
+    assert shaded.findtext(f"{SVG}title").startswith(f"commit {COMMITS[SLOW][:12]}: regression")
+    assert texts(group(train, f"train_s-regression-label-{SLOW}")) == ["regression"]
+    assert [g.get("id") for g in train.iter(f"{SVG}g") if re.fullmatch(r"train_s-regression-\d+", g.get("id", ""))] == [
+        f"train_s-regression-{SLOW}"
+    ]
+    ticks = [texts(g)[0] for g in train.iter(f"{SVG}g") if re.fullmatch(r"train_s-text_\d+", g.get("id", ""))]
+    assert ticks[:5] == [c[:8] for c in COMMITS]  # the commit axis, oldest first, short hashes
+
+
+def test_the_commit_axis_thins_its_labels_when_commits_are_many(tmp_path):
+    hashes = [f"{i:02d}" + "f" * 38 for i in range(60)]
+    runs = []
+    for i, commit in enumerate(hashes):
+        r = at(0, 0, train_s=10.0 + i % 3)
+        r["environment"]["git_commit"] = commit
+        r["started_at"] = f"2026-01-01T10:{i:02d}:00+00:00"
+        runs.append(r)
+    site = tmp_path / "site"
+    main(["publish", str(write(tmp_path / "r", *runs)), "--output", str(site)])
+    train = charts(next((site / "workloads").glob("*.html")).read_text())["chart-train_s"]
+    labels = [t for t in texts(train) if re.fullmatch(r"\d\dffffff", t)]
+    assert 8 <= len(labels) <= 20  # some, not all 60 side by side
+    step = int(labels[1][:2]) - int(labels[0][:2])
+    assert labels == [h[:8] for h in hashes[::step]]  # oldest first, evenly spaced
+    assert f"commit (oldest first), a label every {step} commits" in texts(train)
+    assert len(points(train, "train_s-runs")) == 60
 
 
 def test_a_recipe_on_two_devices_compares_them_on_each_page(tmp_path):
@@ -146,6 +210,11 @@ def test_a_recipe_on_two_devices_compares_them_on_each_page(tmp_path):
         assert "Devices, variants and machines" in text
         other = next(p for p in pages if p != page)
         assert f'href="{other.name}"' in text
+        comparison = charts(text)["chart-comparison"]
+        lines = [points(comparison, f"comparison-{k}") for k in range(3)]
+        assert [len(line) for line in lines] == [5, 5, 0]  # cpu and cuda, a median per commit each
+        assert lines[0][SLOW].startswith("cpu, tensor fp32, AMD EPYC\ncommit ") and "15.15 train s" in lines[0][SLOW]
+        assert lines[1][0].startswith("cuda, tensor fp32, GPU X (AMD EPYC)\n")
 
 
 def test_bad_records_and_runs_without_a_commit_are_skipped_with_a_note(results, tmp_path, capsys):
@@ -195,12 +264,12 @@ def test_the_cross_goes_on_the_chart_of_what_regressed(tmp_path):
     site = tmp_path / "site"
     main(["publish", str(write(tmp_path / "r", *runs)), "--output", str(site)])
     page = next((site / "workloads").glob("*.html")).read_text()
-    figures = [json.loads(m) for m in re.findall(r'class="chart-data"[^>]*>(.*?)</script>', page, flags=re.DOTALL)]
-    crossed = [
-        f["layout"]["title"]["text"] for f in figures if any(t["name"].startswith("regression") for t in f["data"])
-    ]
-    assert crossed == ["Test accuracy"]  # time held; accuracy fell 10 points
-    assert all(len(f["layout"]["shapes"]) == 1 for f in figures)  # the commit is shaded on every chart
+    found = charts(page)
+    crossed = [name for name, chart in found.items() if points(chart, f"{name.removeprefix('chart-')}-marks")]
+    assert crossed == ["chart-test_accuracy_pct"]  # time held; accuracy fell 10 points
+    for name, chart in found.items():  # the commit is shaded on every chart
+        assert group(chart, f"{name.removeprefix('chart-')}-regression-{SLOW}") is not None, name
+    assert "accuracy" in points(found["chart-test_accuracy_pct"], "test_accuracy_pct-marks")[0]
     assert "-10.00 pts acc" in page
 
 
