@@ -34,13 +34,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .compare import PairResult, Settings, judge_pair, rule
 from .errors import UsageError
 from .report import load_runs, warn
+
+if TYPE_CHECKING:  # pandas is imported when records are read: the command line is built without it
+    import pandas as pd
 
 #: What keeps machines apart: two CPU or accelerator models are never one series.
 MACHINE_FIELDS = ("cpu", "device_name")
@@ -113,6 +114,8 @@ class CommitResult:
         return measures
 
     def quartiles(self, column: str) -> tuple[float, float, float] | None:
+        import pandas as pd
+
         values = pd.to_numeric(self.ok[column], errors="coerce").dropna()
         if values.empty:
             return None
@@ -286,6 +289,7 @@ def _value_axis(ax: Any, label: str, fmt: str) -> None:
 def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
                   details: Mapping[str, str]) -> str:  # fmt: skip
     """Runs as points, the median per commit as a line, the IQR as a band, regressions shaded: an SVG element."""
+    import pandas as pd
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
