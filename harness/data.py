@@ -74,10 +74,12 @@ def read_image_folder(path: str | os.PathLike, name: str = "cifar10") -> Dataset
             "every class needs a folder in both splits"
         )
     digest = hashlib.sha256()
+    prefix = os.path.join(str(root), "")  # ImageFolder joins every path onto str(root / split)
     for ds in splits.values():
         for file, label in ds.samples:
             st = os.stat(file)
-            rel = os.path.relpath(file, root)
+            # The path below root: a slice, not os.path.relpath, which costs 0.3 s over CIFAR-10's 60,000 files.
+            rel = file[len(prefix) :] if file.startswith(prefix) else os.path.relpath(file, root)
             digest.update(f"{rel}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return Dataset(
         name=name,

@@ -25,6 +25,27 @@ def test_fingerprint_changes_when_a_file_changes(image_folder):
     assert read_image_folder(image_folder).fingerprint != before
 
 
+def test_fingerprint_does_not_depend_on_how_the_folder_is_named(image_folder, monkeypatch):
+    """The decoded-data cache is keyed by it: the same files must find the same cache however the path is spelt."""
+    import hashlib
+
+    expected = hashlib.sha256()  # each file's path below the folder, label, size and mtime, in ImageFolder's order
+    for split in ("train", "test"):
+        for label, cls in enumerate(sorted(os.listdir(image_folder / split))):
+            for name in sorted(os.listdir(image_folder / split / cls)):
+                st = os.stat(image_folder / split / cls / name)
+                expected.update(f"{split}/{cls}/{name}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    monkeypatch.chdir(image_folder.parent)
+    spellings = [
+        image_folder,
+        f"{image_folder}/",
+        image_folder.name,
+        f"./{image_folder.name}/",
+        f"../{image_folder.parent.name}/{image_folder.name}",
+    ]
+    assert {read_image_folder(path).fingerprint for path in spellings} == {expected.hexdigest()[:16]}
+
+
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [
