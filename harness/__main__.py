@@ -1,7 +1,5 @@
 """``python -m cifar_bench``: the same as the ``cifar-bench`` command."""
 
-import sys
+from .cli import console
 
-from .cli import main
-
-sys.exit(main())
+console()

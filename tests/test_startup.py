@@ -21,3 +21,18 @@ def test_building_the_command_line_imports_nothing_heavy():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_console_command_keeps_exit_code_output_and_exit_handlers(tmp_path):
+    """``console()`` skips the last garbage sweep at exit, nothing else: code, flushed output and atexit stand."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        "from cifar_bench.cli import console\n"
+        f"sys.argv = ['cifar-bench', 'report', {str(tmp_path / 'nothing-here')!r}]\n"
+        "console()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2  # a folder that does not exist: bad input
+    assert done.stderr.startswith("cifar-bench: error:") and "nothing-here" in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "exit handler ran"
