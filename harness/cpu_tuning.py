@@ -50,6 +50,11 @@ DEFAULT_BUDGET_S = 1.5
 MAX_STEPS = 5000  # per candidate and round, for very fast steps
 ROUNDS = 3  # rounds over all candidates, in alternating order: a drift of the machine hits them all alike
 SLOWER_THAN_MEASURED = 1.25  # trained / measured ms per step above which the record and the console say so
+#: Share of the machine's CPU time that other work took while tuning measured, above which the decision is called
+#: busy and said to be so whenever it is used. On the 2-core machine a decision made beside other work chose 1 thread
+#: (3.3 ms/step) and was kept; measured quiet, 2 threads stepped at 1.38 ms against 1 thread's 1.61.
+BUSY_SHARE = 0.25
+MIN_READING_CPU_S = 2.0  # CPU seconds (over all cores) a tuning must span for its share of others' work to count
 
 
 def budget_s() -> float:
@@ -127,10 +132,19 @@ class Decision:
     measured_at: str  # when the timings were taken (UTC)
     how: str  # "measured" (in this run) or "kept" (an earlier run's measurement on this machine)
     key: str  # names the machine and step the decision belongs to
+    others_share: float | None = None  # share of the machine's CPU time other work took while it was measured
+
+    @property
+    def busy(self) -> bool:
+        """Whether other work shared the machine while the timings were taken (so they may favour the wrong one)."""
+        return self.others_share is not None and self.others_share > BUSY_SHARE
 
     def describe(self) -> str:
-        when = "measured now" if self.how == "measured" else f"kept from {self.measured_at}; --retune measures again"
-        return f"{self.settings.label} ({when})"
+        when = "measured now" if self.how == "measured" else f"kept from {self.measured_at}"
+        if self.busy:
+            return (f"{self.settings.label} ({when} while other work took {self.others_share:.0%} of the CPU: "
+                    "--retune on a quiet machine)")  # fmt: skip
+        return f"{self.settings.label} ({when}{'' if self.how == 'measured' else '; --retune measures again'})"
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -139,6 +153,8 @@ class Decision:
             "tuned_ms_per_step": self.timings,
             "decision": self.how,
             "measured_at": self.measured_at,
+            "others_cpu_share": self.others_share,
+            "busy": self.busy,
             "key": self.key,
         }
 
@@ -195,22 +211,49 @@ def decide(
     kept = decisions.get(key)
     by_label = {option.label: option for option in options}
     if not retune and isinstance(kept, Mapping) and kept.get("label") in by_label:
-        timings = kept.get("tuned_ms_per_step")
+        timings, share = kept.get("tuned_ms_per_step"), kept.get("others_cpu_share")
         return Decision(
             by_label[kept["label"]],
             dict(timings) if isinstance(timings, Mapping) else {},
             str(kept.get("measured_at", "")),
             "kept",
             key,
+            float(share) if isinstance(share, (int, float)) and not isinstance(share, bool) else None,
         )
+    before = machine_cpu_s()
     best, timings = tune(step, options)
-    decision = Decision(best, timings, utc_now(), "measured", key)
+    share = others_share(before, machine_cpu_s())
+    decision = Decision(best, timings, utc_now(), "measured", key, share)
     decisions = _read_decisions(path)  # again: another process may have decided other steps meanwhile
-    decisions[key] = {"label": best.label, "tuned_ms_per_step": timings, "measured_at": decision.measured_at}
+    decisions[key] = {"label": best.label, "tuned_ms_per_step": timings, "measured_at": decision.measured_at,
+                      "others_cpu_share": share}  # fmt: skip
     # An unwritable cache folder: the run goes on with what it measured, and later runs measure again.
     with contextlib.suppress(OSError):
         write_json_atomic(path, decisions)
     return decision
+
+
+def machine_cpu_s() -> tuple[float, float, float] | None:
+    """(CPU seconds busy on the whole machine, CPU seconds in all, this process's CPU seconds), or None off Linux.
+
+    Busy includes ``steal``: on a virtual machine, time the host gave to other guests is time this run lost.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        tick = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / tick, sum(fields) / tick, time.process_time()
+
+
+def others_share(before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> float | None:
+    """The share of the machine's CPU time between two :func:`machine_cpu_s` readings that other work took."""
+    if before is None or after is None or after[1] - before[1] < MIN_READING_CPU_S:
+        return None  # too short a window for the clock ticks /proc/stat counts in (10 ms) to say much
+    others = (after[0] - before[0]) - (after[2] - before[2])
+    return round(min(1.0, max(0.0, others / (after[1] - before[1]))), 3)
 
 
 def _read_decisions(path: Path) -> dict[str, Any]:

@@ -64,3 +64,29 @@ def test_the_fastest_candidate_wins():
 
     best, timings = cpu_tuning.tune(step, [slow, fast])
     assert best == fast and timings[fast.label] < timings[slow.label]
+
+
+def test_a_decision_measured_beside_other_work_says_so_whenever_it_is_used(tmp_path, monkeypatch):
+    """A busy machine can crown the wrong candidate, and the decision is kept: every run that uses it is told."""
+    fast, slow = cpu_tuning.CpuSettings(1, False), cpu_tuning.CpuSettings(1, True)
+    # /proc/stat read before and after tuning: 10 s of CPU in all, 6 s busy, of which 1 s this process's own.
+    readings = iter([(100.0, 1000.0, 5.0), (106.0, 1010.0, 6.0)])
+    monkeypatch.setattr(cpu_tuning, "machine_cpu_s", lambda: next(readings))
+    measured = cpu_tuning.decide(lambda: None, [slow, fast], "k", tmp_path)
+    assert measured.others_share == 0.5 and measured.busy
+    assert "other work took 50% of the CPU: --retune on a quiet machine" in measured.describe()
+    assert measured.to_record()["others_cpu_share"] == 0.5 and measured.to_record()["busy"] is True
+
+    kept = cpu_tuning.decide(lambda: None, [slow, fast], "k", tmp_path)  # a later run, on a quiet machine
+    assert kept.how == "kept" and kept.busy and "kept from" in kept.describe() and "quiet machine" in kept.describe()
+
+
+def test_a_quiet_measurement_is_not_flagged(tmp_path, monkeypatch):
+    only = cpu_tuning.CpuSettings(1, False)
+    readings = iter([(100.0, 1000.0, 5.0), (104.5, 1010.0, 9.0)])  # 4.5 s busy, 4 s of it this process
+    monkeypatch.setattr(cpu_tuning, "machine_cpu_s", lambda: next(readings))
+    measured = cpu_tuning.decide(lambda: None, [only], "k", tmp_path)
+    assert measured.others_share == 0.05 and not measured.busy
+    assert measured.describe() == "1 thread, native (measured now)"
+    assert cpu_tuning.decide(lambda: None, [only], "k", tmp_path).describe().endswith("; --retune measures again)")
+
