@@ -89,4 +89,3 @@ def test_a_quiet_measurement_is_not_flagged(tmp_path, monkeypatch):
     assert measured.others_share == 0.05 and not measured.busy
     assert measured.describe() == "1 thread, native (measured now)"
     assert cpu_tuning.decide(lambda: None, [only], "k", tmp_path).describe().endswith("; --retune measures again)")
-
