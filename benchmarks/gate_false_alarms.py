@@ -198,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                     "base IQR/median s": f"{noise:.1%}",
                     **({"base IQR/median ratio": f"{gated_noise:.1%}"} if ratio else {}),
                     "median ratio": f"{planted:.3f}",
-                    "HL ratio": _fmt(estimate.get("ratio"), ".3f"),
-                    "90% CI": f"{_fmt(estimate.get('low'), '.3f')}–{_fmt(estimate.get('high'), '.3f')}",
-                    "p": _fmt(decision.get("p_value"), ".3g"),
+                    **_estimate_cells(decision),
                     "verdict": pair.get("verdict", "?"),
                     "exit": code,
                 })  # fmt: skip
@@ -348,17 +346,16 @@ def main_installs(args: argparse.Namespace) -> int:
                 if kind == "identical":  # run k: side a went first when k is even
                     for k, q in enumerate(ratios):
                         order_ratios["a" if k % 2 == 0 else "b"].append(q)
+                noise, seconds_noise = _spread(ratios), _spread([r["timings"]["train_s"] for r in a_runs])
                 results[kind].append({"codes": {t: c for t, (c, _) in verdicts.items()}, "ratio": estimate.get("ratio"),
-                                      "noise": _spread(ratios), "sum_noise": _spread(sums),
-                                      "seconds_noise": _spread([r["timings"]["train_s"] for r in a_runs])})  # fmt: skip
+                                      "noise": noise, "sum_noise": _spread(sums),
+                                      "seconds_noise": seconds_noise})  # fmt: skip
                 rows.append({
                     "kind": kind,
                     "#": n + 1,
-                    "IQR/median paired": f"{_spread(ratios):.1%}",
-                    "IQR/median s": f"{_spread([r['timings']['train_s'] for r in a_runs]):.1%}",
-                    "HL ratio": _fmt(estimate.get("ratio"), ".3f"),
-                    "90% CI": f"{_fmt(estimate.get('low'), '.3f')}–{_fmt(estimate.get('high'), '.3f')}",
-                    "p": _fmt(decision.get("p_value"), ".3g"),
+                    "IQR/median paired": f"{noise:.1%}",
+                    "IQR/median s": f"{seconds_noise:.1%}",
+                    **_estimate_cells(decision),
                     **{f"exit at {t}%": str(c) for t, (c, _) in verdicts.items()},
                 })  # fmt: skip
                 print(f"{kind:9s} {n + 1:2d}: " + ", ".join(f"exit {c} at {t}%" for t, (c, _) in verdicts.items())
@@ -413,6 +410,16 @@ def main_installs(args: argparse.Namespace) -> int:
 def _spread(values: list[float]) -> float:
     q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (0.0, 0.0, 0.0)
     return (q3 - q1) / statistics.median(values)
+
+
+def _estimate_cells(decision: dict) -> dict[str, str]:
+    """The gate's estimate, its interval and p-value, as the table prints them for either method."""
+    estimate = decision.get("estimate") or {}
+    return {
+        "HL ratio": _fmt(estimate.get("ratio"), ".3f"),
+        "90% CI": f"{_fmt(estimate.get('low'), '.3f')}–{_fmt(estimate.get('high'), '.3f')}",
+        "p": _fmt(decision.get("p_value"), ".3g"),
+    }
 
 
 def _fmt(value: float | None, spec: str) -> str:
