@@ -142,9 +142,10 @@ class Decision:
     def describe(self) -> str:
         when = "measured now" if self.how == "measured" else f"kept from {self.measured_at}"
         if self.busy:
-            return (f"{self.settings.label} ({when} while other work took {self.others_share:.0%} of the CPU: "
-                    "--retune on a quiet machine)")  # fmt: skip
-        return f"{self.settings.label} ({when}{'' if self.how == 'measured' else '; --retune measures again'})"
+            when += f" while other work took {self.others_share:.0%} of the CPU: --retune on a quiet machine"
+        elif self.how == "kept":
+            when += "; --retune measures again"
+        return f"{self.settings.label} ({when})"
 
     def to_record(self) -> dict[str, Any]:
         return {
