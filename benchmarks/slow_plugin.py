@@ -1,7 +1,12 @@
 """A planted slowdown for testing the regression gate: the baseline Net, made slower to train.
 
 Load it with ``-p benchmarks/slow_plugin.py`` and pick its model with
-``--model net_slow``; ``--set slowdown=0.3`` plants a different size.
+``--model net_slow``. The size of the plant comes from the environment,
+``CIFAR_BENCH_PLANTED_SLOWDOWN`` (default 0.15; 0 plants nothing), so that a
+slowed run and an unslowed one are the same work to ``compare``, as a slower
+commit of the same code would be: the record names the model ``net_slow``
+either way and no hyperparameter differs. ``--set slowdown=0.3`` also sets it,
+and then the record says so (and ``compare`` calls the two different work).
 
 The slowdown is extra compute, not a sleep: before each training forward
 pass, the model spins for ``slowdown`` times the CPU time its thread spent
@@ -23,6 +28,7 @@ slower (``gate_false_alarms.py`` prints what it measured).
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -56,10 +62,21 @@ class SlowNet(Net):
         return super().train(mode)
 
 
+#: The environment variable that sizes the plant when no ``slowdown`` hyperparameter is set.
+PLANT_ENV = "CIFAR_BENCH_PLANTED_SLOWDOWN"
+
+
+def slow_net(hp) -> SlowNet:
+    slowdown = hp.get("slowdown")
+    if slowdown is None:  # from the environment: not part of the record's work
+        slowdown = os.environ.get(PLANT_ENV, "0.15")
+    return SlowNet(hp.get("num_classes", 10), float(slowdown))
+
+
 @hookimpl
 def register_models(register):
     register(
         "net_slow",
-        lambda hp: SlowNet(hp.get("num_classes", 10), float(hp.get("slowdown", 0.15))),
+        slow_net,
         "the baseline Net with a planted slowdown of each training step (default 15%)",
     )
