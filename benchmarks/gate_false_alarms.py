@@ -25,9 +25,10 @@ hyperparameter, so both sides are the same work to ``compare``, as two commits
 of the same code are; a plant that showed in the record (another model, a
 ``--set``) would be refused as different work, not judged. ``net_slow``
 spins for ``--slowdown`` times the CPU time of the model's previous step; the
-spin also slows the real work after it a little, so the slowdown the gate sees is larger than the spin: a spin
-of 15% measured as 18-19%. The default spin, 12.5%, is the one measured as
-15%; the script prints the slowdown it measured (median over the slowed
+spin also slows the real work after it a little, so the slowdown the gate
+sees is larger than the spin: on a 2-core EPYC VM a spin of 15% measured as
+18-19% and the default, 12.5%, as 15%; on the 2-core Xeon VM, 12.5% measured
+as 13%. The script prints the slowdown it measured (median over the slowed
 comparisons of the gate's own estimate) next to the targets.
 
 Short runs on the synthetic set, in one process (no start-up cost per

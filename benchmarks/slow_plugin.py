@@ -20,10 +20,11 @@ preempted. It assumes torch computes on the calling thread (one intra-op
 thread, as ``benchmarks/gate_false_alarms.py`` sets). Evaluation is not
 slowed.
 
-The spin also slows the real work after it a little: on the 2-core VM, a
+The spin also slows the real work after it a little: on a 2-core EPYC VM, a
 spin of 15% of the step's CPU time made training 18-19% slower, measured
 step by step against a reference run, and a spin of 12.5% made it 15%
-slower (``gate_false_alarms.py`` prints what it measured).
+slower; on the 2-core Xeon VM, 12.5% made it 13% slower
+(``gate_false_alarms.py`` prints what it measured).
 """
 
 from __future__ import annotations
