@@ -183,6 +183,16 @@ def gate(base: Path, current: Path, out: Path, ratio: bool) -> tuple[int, dict]:
     return code, json.loads(out.read_text()) if out.exists() else {}
 
 
+def print_table(rows: list[dict], threads: int, load_before: tuple[float, float, float]) -> None:
+    """Every comparison's row, then the machine the figures came from and its load at the start and now."""
+    print()
+    print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
+    print()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {threads} thread(s), "
+          f"Python {platform.python_version()}; load average {load_before[0]:.2f} at start, "
+          f"{os.getloadavg()[0]:.2f} at end")  # fmt: skip
+
+
 def train_times(folder: Path, ratio: bool) -> list[float]:
     """The candidate runs' train seconds, or their ratios to the reference beside them."""
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
@@ -233,12 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     caught = sum(r["code"] == 1 for r in results["slowed"])
     threshold_only = sum((r["ratio"] or 0) > 1.10 for r in results["identical"])
     errors = sum(r["code"] not in (0, 1) for kind in results.values() for r in kind)
-    print()
-    print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
-    print()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {args.threads} thread(s), "
-          f"Python {platform.python_version()}; load average {load_before[0]:.2f} at start, "
-          f"{os.getloadavg()[0]:.2f} at end")  # fmt: skip
+    print_table(rows, args.threads, load_before)
     gated = "seconds" if args.reference == "none" else f"ratios to a reference run (interleaved by {args.reference})"
     print(f"runs: baseline recipe, synthetic data, {args.limit_train} train images (batch 4, 1 epoch), "
           f"{args.repeats} runs a side, {args.order} sides, gated on {gated}; {elapsed / 60:.1f} min")  # fmt: skip
@@ -387,12 +392,7 @@ def main_installs(args: argparse.Namespace) -> int:
                       flush=True)  # fmt: skip
     elapsed = time.perf_counter() - started
 
-    print()
-    print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
-    print()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {args.threads} thread(s), "
-          f"Python {platform.python_version()}; load average {load_before[0]:.2f} at start, "
-          f"{os.getloadavg()[0]:.2f} at end")  # fmt: skip
+    print_table(rows, args.threads, load_before)
     print(f"runs: two copies of the project's source, one process each, taking turns step by step (cifar-bench ab); "
           f"baseline recipe, synthetic data, {args.limit_train} train images (batch 4, 1 epoch), {args.repeats} runs "
           f"a side; gated by compare on the per-step-paired ratios; {elapsed / 60:.1f} min")  # fmt: skip
