@@ -222,16 +222,16 @@ def main(argv: list[str] | None = None) -> int:
                 decision = pair.get("decision") or {}
                 estimate = decision.get("estimate") or {}
                 base_s, current_s = train_times(base, False), train_times(current, False)
-                planted = statistics.median(current_s) / statistics.median(base_s)
+                median_ratio = statistics.median(current_s) / statistics.median(base_s)
                 noise, gated_noise = _spread(base_s), _spread(train_times(base, ratio))
-                results[kind].append({"code": code, "ratio": estimate.get("ratio"), "planted": planted,
+                results[kind].append({"code": code, "ratio": estimate.get("ratio"), "median_ratio": median_ratio,
                                       "noise": noise, "gated_noise": gated_noise})  # fmt: skip
                 rows.append({
                     "kind": kind,
                     "#": n + 1,
                     "base IQR/median s": f"{noise:.1%}",
                     **({"base IQR/median ratio": f"{gated_noise:.1%}"} if ratio else {}),
-                    "median ratio": f"{planted:.3f}",
+                    "median ratio": f"{median_ratio:.3f}",
                     **_estimate_cells(decision),
                     "verdict": pair.get("verdict", "?"),
                     "exit": code,
@@ -247,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     gated = "seconds" if args.reference == "none" else f"ratios to a reference run (interleaved by {args.reference})"
     print(f"runs: baseline recipe, synthetic data, {args.limit_train} train images (batch 4, 1 epoch), "
           f"{args.repeats} runs a side, {args.order} sides, gated on {gated}; {elapsed / 60:.1f} min")  # fmt: skip
-    slowed = statistics.median(r["planted"] for r in results["slowed"])
-    identical = statistics.median(r["planted"] for r in results["identical"])
+    slowed = statistics.median(r["median_ratio"] for r in results["slowed"])
+    identical = statistics.median(r["median_ratio"] for r in results["identical"])
     measured = statistics.median(r["ratio"] for r in results["slowed"] if r["ratio"] is not None)
     noise = statistics.median(r["noise"] for kind in results.values() for r in kind)
     print(f"run-to-run noise: IQR / median of a side's train times, median over comparisons: {noise:.1%}")
