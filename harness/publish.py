@@ -300,7 +300,8 @@ def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
         ]
         xs = [i for i, q in enumerate(quartiles) if q is not None]
         q25, q50, q75 = ([quartiles[i][k] for i in xs] for k in range(3))
-        titles: dict[str, list[str]] = {"runs": [], "medians": [], "marks": [], "regressions": []}
+        titles: dict[str, list[str]] = {"runs": [], "medians": [], "marks": []}
+        regression_titles: dict[str, str] = {}  # the gid of each shaded commit -> its verdict
         points_x, points_y = [], []
         for i, commit in enumerate(series.commits):
             ok = commit.ok.assign(_seed=commit.ok["seed"].map(_seed_order))
@@ -318,7 +319,7 @@ def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
                            gid=f"{column}-regression-{i}")  # fmt: skip
                 ax.text(i, 0.99, "regression", transform=ax.get_xaxis_transform(), ha="center", va="top",
                         color=REGRESSION_COLOUR, fontsize=8.5, gid=f"{column}-regression-label-{i}")  # fmt: skip
-                titles["regressions"].append(f"commit {c.commit[:12]}: {_verdict_text(c)}")
+                regression_titles[f"{column}-regression-{i}"] = f"commit {c.commit[:12]}: {_verdict_text(c)}"
         ax.fill_between(xs, q25, q75, color=MEDIAN_COLOUR, alpha=0.18, lw=0, zorder=1)
         ax.scatter(points_x, points_y, s=14, color=RUN_COLOUR, alpha=0.55, lw=0, zorder=2, gid=f"{column}-runs")
         ax.plot(xs, q50, color=MEDIAN_COLOUR, lw=2, marker="o", ms=5.5, zorder=3, gid=f"{column}-medians")
@@ -352,9 +353,8 @@ def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
     svg = _title_points(svg, f"{column}-medians", titles["medians"])
     if marked:
         svg = _title_points(svg, f"{column}-marks", titles["marks"])
-    regressions = [i for i, c in enumerate(series.commits) if c.regression]
-    for i, text in zip(regressions, titles["regressions"], strict=True):
-        svg = _title_group(svg, f"{column}-regression-{i}", text)
+    for gid, text in regression_titles.items():
+        svg = _title_group(svg, gid, text)
     return svg
 
 
