@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cifar_bench.environment import cpu_model
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -75,8 +77,7 @@ def main() -> None:
             flush=True,
         )
     ratio = statistics.median(r[2] / r[0] for r in rows)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python "
-          f"{platform.python_version()}")  # fmt: skip
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"median whole-process wall-time ratio cifar-bench / tutorial: {ratio:.3f} (target <= 0.25)")
 
 
