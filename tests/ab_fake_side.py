@@ -16,7 +16,11 @@ from pathlib import Path
 mode, rest = sys.argv[1], sys.argv[2:]
 workload = json.loads(rest.pop(0)) if rest and rest[0].startswith("{") else {"epochs": 1}
 fd, side = int(rest[rest.index("--fd") + 1]), rest[rest.index("--side") + 1]
-Path(os.environ["AB_FAKE_PIDS"], side).write_text(str(os.getpid()))
+# Written whole or not at all: the coordinator may kill this side at any moment (say, when its partner is
+# refused), and a pid file cut off between open and write would be read as an empty pid.
+pid_file = Path(os.environ["AB_FAKE_PIDS"], side)
+pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
+os.replace(pid_file.with_suffix(".tmp"), pid_file)
 if mode == "old":
     print("cifar-bench: error: argument COMMAND: invalid choice: 'ab-side'", file=sys.stderr)
     sys.exit(2)
