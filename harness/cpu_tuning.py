@@ -234,8 +234,17 @@ def decide(
     return decision
 
 
-def machine_cpu_s() -> tuple[float, float, float] | None:
-    """(CPU seconds busy on the whole machine, CPU seconds in all, this process's CPU seconds), or None off Linux.
+@dataclass(frozen=True)
+class CpuReading:
+    """CPU seconds counted since boot, read at one moment (:func:`machine_cpu_s`)."""
+
+    busy_s: float  # the whole machine's, all cores, steal included
+    total_s: float  # the whole machine's, all cores, idle included
+    own_s: float  # this process's
+
+
+def machine_cpu_s() -> CpuReading | None:
+    """The machine's and this process's CPU seconds now, or None off Linux.
 
     Busy includes ``steal``: on a virtual machine, time the host gave to other guests is time this run lost.
     """
@@ -246,15 +255,15 @@ def machine_cpu_s() -> tuple[float, float, float] | None:
     except (OSError, ValueError, AttributeError):
         return None
     idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / tick, sum(fields) / tick, time.process_time()
+    return CpuReading((sum(fields) - idle) / tick, sum(fields) / tick, time.process_time())
 
 
-def others_share(before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> float | None:
+def others_share(before: CpuReading | None, after: CpuReading | None) -> float | None:
     """The share of the machine's CPU time between two :func:`machine_cpu_s` readings that other work took."""
-    if before is None or after is None or after[1] - before[1] < MIN_READING_CPU_S:
+    if before is None or after is None or after.total_s - before.total_s < MIN_READING_CPU_S:
         return None  # too short a window for the clock ticks /proc/stat counts in (10 ms) to say much
-    others = (after[0] - before[0]) - (after[2] - before[2])
-    return round(min(1.0, max(0.0, others / (after[1] - before[1]))), 3)
+    others = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+    return round(min(1.0, max(0.0, others / (after.total_s - before.total_s))), 3)
 
 
 def _read_decisions(path: Path) -> dict[str, Any]:

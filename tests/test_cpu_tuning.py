@@ -70,7 +70,7 @@ def test_a_decision_measured_beside_other_work_says_so_whenever_it_is_used(tmp_p
     """A busy machine can crown the wrong candidate, and the decision is kept: every run that uses it is told."""
     fast, slow = cpu_tuning.CpuSettings(1, False), cpu_tuning.CpuSettings(1, True)
     # /proc/stat read before and after tuning: 10 s of CPU in all, 6 s busy, of which 1 s this process's own.
-    readings = iter([(100.0, 1000.0, 5.0), (106.0, 1010.0, 6.0)])
+    readings = iter([cpu_tuning.CpuReading(100.0, 1000.0, 5.0), cpu_tuning.CpuReading(106.0, 1010.0, 6.0)])
     monkeypatch.setattr(cpu_tuning, "machine_cpu_s", lambda: next(readings))
     measured = cpu_tuning.decide(lambda: None, [slow, fast], "k", tmp_path)
     assert measured.others_share == 0.5 and measured.busy
@@ -83,7 +83,8 @@ def test_a_decision_measured_beside_other_work_says_so_whenever_it_is_used(tmp_p
 
 def test_a_quiet_measurement_is_not_flagged(tmp_path, monkeypatch):
     only = cpu_tuning.CpuSettings(1, False)
-    readings = iter([(100.0, 1000.0, 5.0), (104.5, 1010.0, 9.0)])  # 4.5 s busy, 4 s of it this process
+    # 4.5 s busy, 4 s of it this process
+    readings = iter([cpu_tuning.CpuReading(100.0, 1000.0, 5.0), cpu_tuning.CpuReading(104.5, 1010.0, 9.0)])
     monkeypatch.setattr(cpu_tuning, "machine_cpu_s", lambda: next(readings))
     measured = cpu_tuning.decide(lambda: None, [only], "k", tmp_path)
     assert measured.others_share == 0.05 and not measured.busy
