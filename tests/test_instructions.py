@@ -220,14 +220,17 @@ def test_a_real_count_is_positive_and_repeats_exactly(tmp_path):
     assert counts[0]["empty"] < min(loops) / 100  # the fixed overhead is small beside the work
 
 
-def test_reexec_runs_python_itself_under_callgrind(tmp_path):
+def test_reexec_runs_python_itself_under_callgrind(tmp_path, monkeypatch):
     if (problem := _can_count()) is not None:
         pytest.skip(problem)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.x86_ibt=on")
     command, env = instructions.reexec_command([sys.executable, "-c", "pass"], tmp_path)
     assert command[0].endswith("valgrind") and "--tool=callgrind" in command and "--instr-atstart=no" in command
     assert command[command.index("-c") - 1] == sys.executable
     assert env["PYTHONHASHSEED"] == instructions.HASH_SEED and env["OMP_NUM_THREADS"] == "1"
     assert Path(env[instructions.LIBRARY_ENV]).is_file()
+    # The caller's glibc settings are kept; malloc's, which make counts steadier, come last and so win.
+    assert env["GLIBC_TUNABLES"] == "glibc.cpu.x86_ibt=on:" + instructions.MALLOC_TUNABLES
     shim = tmp_path / "python-shim"
     shim.write_text('#!/bin/sh\nexec python3 "$@"\n')
     shim.chmod(0o755)
