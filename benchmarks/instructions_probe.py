@@ -363,7 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="training steps per count (default 20)")
     parser.add_argument("--repeats", type=int, default=5, help="counts of the same steps per process (default 5)")
     parser.add_argument("--processes", type=int, default=1, help="valgrind processes, each --repeats counts")
-    parser.add_argument("--warmup", type=int, default=5, help="uncounted steps first (default 5)")
+    parser.add_argument("--warmup", type=int, default=20, help="uncounted steps first (default 20)")
     parser.add_argument("--eval-images", type=int, default=200, help="images in the counted evaluation pass")
     parser.add_argument(
         "--plant", type=float, default=0.0, help="also count, in as many processes, steps with this extra fraction"

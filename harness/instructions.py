@@ -204,8 +204,12 @@ def build_library(directory: Path | None = None) -> Path:
     target = folder / "libcallgrind_requests.so"
     if target.is_file():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    _compile(compiler, source, includes[0], folder, target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _compile(compiler, source, includes[0], folder, target)
+    except OSError as error:  # a read-only home in CI, a full disk
+        raise CountingError(f"cannot build the callgrind request helper in {folder} ({error}); "
+                            f"set {CACHE_ENV} to a writable folder") from error  # fmt: skip
     return target
 
 

@@ -58,6 +58,16 @@ def test_missing_valgrind_headers_are_named(monkeypatch):
         instructions.build_library()
 
 
+def test_an_unwritable_cache_is_named_with_the_way_out(tmp_path, monkeypatch):
+    if instructions._compiler() is None or not instructions._include_dirs():
+        pytest.skip("no compiler or valgrind headers: the build stops before writing")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(instructions.CACHE_ENV, str(blocker))  # a folder cannot be made under a file
+    with pytest.raises(instructions.CountingError, match=instructions.CACHE_ENV):
+        instructions.build_library()
+
+
 def test_reexec_refuses_when_valgrind_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(instructions.CountingError, match="install valgrind"):
