@@ -1,25 +1,37 @@
 """Counting the instructions a region of work executes, under valgrind's callgrind.
 
 Wall time on a shared machine wanders by percents; the number of instructions a
-training step executes does not. The mechanism, chosen after measuring three
-(see ``benchmarks/instructions_probe.py`` and the report of issue 25):
+training step executes hardly moves. How (chosen after measuring three ways, with
+``benchmarks/instructions_probe.py``; figures from a 2-core AMD EPYC, valgrind 3.19):
 
 1. the command re-executes itself under ``valgrind --tool=callgrind
    --instr-atstart=no`` (:func:`reexec_command`): importing torch and building the
-   model run uninstrumented, about 5x faster than under full instrumentation;
+   model run uninstrumented (importing torch: 30 s of CPU, against 70 s under full
+   instrumentation);
 2. inside that process, :class:`counting` switches instrumentation on around exactly
    the counted work and writes one callgrind dump per region, named by its label.
    The switches are callgrind *client requests*: marker instructions in a tiny C
    library (``callgrind_requests.c``) compiled at first use and called through ctypes.
-   They act synchronously at the point of the call, so the same work counts the same
-   number of instructions every time; natively they do nothing;
+   They act synchronously, at the call, and cost a fixed ~5,000 instructions, so
+   the same work in the same process history counts the same to the instruction
+   (20 training steps of the tutorial's Net in 5 processes: 152,898,101 each time);
+   natively they do nothing;
 3. :func:`read_counts` reads the dumps back: label -> instructions (event ``Ir``).
 
+Rejected: ``callgrind_control -i on|off`` run from the process itself (it forks a
+perl script and vgdb per switch, counted: 235,000 instructions of overhead and a
+1.2% spread between repeats); a cachegrind difference of whole runs with N and 2N
+steps (exact to a few thousand instructions, but two fully instrumented processes
+per count, each over 2 minutes, and it also counts whatever the extra steps shift
+elsewhere in the process).
+
 Counts are only reproducible when the process is deterministic: one thread (valgrind
-serialises threads and switches between them on its own schedule), a fixed
-``PYTHONHASHSEED``, no timers or monitor threads firing inside the region.
-:func:`reexec_command` sets the environment for that; the caller must also keep data
-loader workers and extra Python threads out of the counted region.
+serialises threads and switches between them on its own schedule: a sleeping monitor
+thread spread a loop's counts by 0.12%), a fixed ``PYTHONHASHSEED``, no timers firing
+inside the region, and the same history before it (glibc's malloc costs depend on
+the heap's past, hence MALLOC_TUNABLES). :func:`reexec_command` sets the environment
+for that; the caller keeps data loader workers, progress-bar monitors, samplers and
+timers out of the counted process.
 """
 
 from __future__ import annotations
