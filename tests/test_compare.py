@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from record_factory import record, write
 
-from cifar_bench.cli import main
-from cifar_bench.compare import Settings, compare_runs
-from cifar_bench.records import SCHEMA_VERSION
-from cifar_bench.report import load_runs
+from cifar_bench.commands.cli import main
+from cifar_bench.results.compare import Settings, compare_runs
+from cifar_bench.results.reader import load_runs
+from cifar_bench.results.schema import SCHEMA_VERSION
 
 STEADY = [10.0, 10.2, 9.8, 10.1, 9.9]  # five repeats of one job
 

@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
-from cifar_bench.data import balanced_subset, load_tensors, read_image_folder
 from cifar_bench.errors import DataError
+from cifar_bench.training.data import balanced_subset, load_tensors, read_image_folder
 
 
 def test_image_folder_reads_both_splits_with_sorted_classes(image_folder):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import cifar_bench
-from cifar_bench import manager
-from cifar_bench.cli import main
+from cifar_bench.commands.cli import main
+from cifar_bench.hooks import manager
 
 PROBE = """
 from cifar_bench import hookimpl

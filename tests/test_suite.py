@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from cifar_bench import distributed
-from cifar_bench.suite import load
+from cifar_bench.execution import torchrun
+from cifar_bench.execution.suite import load
 
 SMOKE = """
 name = "smoke"
@@ -174,16 +174,18 @@ def test_a_killed_suite_resumes_with_only_the_unfinished_runs(run_cli, tmp_path)
 def test_a_data_parallel_run_that_dies_without_a_record_gets_a_failed_one(run_cli, tmp_path, monkeypatch):
     calls = []
 
-    def launch(argv, nproc):
-        calls.append((argv, nproc))
+    def launch(settings, nproc):
+        calls.append((settings, nproc))
         return 1, "rank 1 of 2 failed: RuntimeError: out of luck"
 
-    monkeypatch.setattr(distributed, "launch", launch)
+    monkeypatch.setattr(torchrun, "launch", launch)
     suite = write(tmp_path, SMOKE + '[[runs]]\nrecipes = "baseline"\nnproc = 2\n\n[[runs]]\nrecipes = "baseline"\n')
     result = run_cli("suite", suite, "--results-dir", tmp_path / "r", "--quiet")
     assert result.code == 1, result
-    ((argv, nproc),) = calls
-    assert nproc == 2 and argv[:2] == ["run", "baseline"] and "--suite-key" in argv
+    ((settings, nproc),) = calls
+    (planned,) = settings["plan"]["runs"]  # the ranks get the run itself, serialized: no command line
+    assert nproc == 2 and planned["config"]["recipe"] == "baseline" and planned["config"]["suite_key"]
+    assert planned["config"]["processes"] == 2
     failed = [r for r in records(tmp_path / "r") if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["error"] == "rank 1 of 2 failed: RuntimeError: out of luck"
     assert failed[0]["distributed"]["world_size"] == 2 and failed[0]["distributed"]["backend"] == "gloo"

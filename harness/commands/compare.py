@@ -1,0 +1,45 @@
+"""``cifar-bench compare BASELINE CURRENT``: the regression gate (exit 0 no regression, 1 regression, 2 bad input)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import warn
+from ..results.compare import METRICS
+from .arguments import alpha, choice_type, percentage, points, write_output
+
+FORMATS = ("text", "markdown", "json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("baseline", type=Path, metavar="BASELINE", help="record file or folder of the base")
+    parser.add_argument("current", type=Path, metavar="CURRENT", help="record file or folder of the change")
+    add = parser.add_argument
+    add("--max-slowdown", type=percentage, default=0.10, metavar="PCT",
+        help="slowdown allowed before a pair can be a regression [10%%]")  # fmt: skip
+    add("--max-accuracy-drop", type=points, default=2.0, metavar="POINTS",
+        help="median test-accuracy drop allowed, in percentage points [2]")  # fmt: skip
+    add("--alpha", type=alpha, default=0.05, help="significance level of the slowdown test [0.05]")
+    add("--metric", type=choice_type(METRICS, "metric"), default="train_s",
+        help="time to gate on: train_s (training steps only) or total_s (whole run) [train_s]")  # fmt: skip
+    add("--ratio", action="store_true",
+        help="gate on time relative to the interleaved reference run (run --reference)")  # fmt: skip
+    add("--paired", action=argparse.BooleanOptionalAction, default=None,
+        help="gate on per-step-paired ratios from 'cifar-bench ab' [used when CURRENT has them]")  # fmt: skip
+    add("--format", type=choice_type(FORMATS, "format"), default="text", help="text|markdown|json [text]")
+    add("--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .. import api
+    from ..results.compare_render import RENDERERS
+
+    comparison = api.compare(args.baseline, args.current, metric=args.metric, max_slowdown=args.max_slowdown,
+                             max_accuracy_drop=args.max_accuracy_drop, alpha=args.alpha, ratio=args.ratio,
+                             paired=args.paired)  # fmt: skip
+    if args.output is not None or args.format != "text":  # text on stdout shows them already
+        for message in comparison.warnings:
+            warn(message)
+    write_output(RENDERERS[args.format](comparison, str(args.baseline), str(args.current)), args.output)
+    return 1 if comparison.regressions else 0
