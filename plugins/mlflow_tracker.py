@@ -60,6 +60,8 @@ MAX_TAGS_PER_BATCH = 100
 #: Longest parameter and tag values MLflow stores, in characters (its own limits are 6000 and 8000).
 MAX_VALUE_CHARS = 6000
 
+#: Tags of an experiment this tracker makes: MLflow's UI then shows it as model training, not GenAI traces.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 #: cifar-bench status -> MLflow run status.
 RUN_STATUS = {"ok": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "interrupted": "KILLED", "skipped": "KILLED"}
 
@@ -171,7 +173,7 @@ class MlflowTracker(Tracker):
             experiment = self._client.get_experiment_by_name(name)
             if experiment is None:
                 try:
-                    self._experiments[name] = self._client.create_experiment(name)
+                    self._experiments[name] = self._client.create_experiment(name, tags=EXPERIMENT_TAGS)
                     return self._experiments[name]
                 except self._mlflow.exceptions.MlflowException:
                     experiment = self._client.get_experiment_by_name(name)  # made meanwhile: use it
