@@ -24,12 +24,14 @@ the final metrics are at the last epoch's number.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import re
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -66,6 +68,8 @@ class Tracker:
         self._closed = False
         # Data-parallel runs call the hooks on every rank; only rank 0 logs (torchrun sets RANK).
         self.enabled = os.environ.get("RANK", "0") in ("", "0")
+        if self.enabled:  # a command that never calls close() (a plugin file of the user's) still ends its runs
+            atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- the hooks ------------------------------------------------------------------
 
@@ -104,7 +108,8 @@ class Tracker:
     def close(self) -> None:
         """End what this command opened (the parent runs, files left open); call once the command is done.
 
-        Safe to call more than once, and after a failure (it then does nothing).
+        Safe to call more than once, and after a failure (it then does nothing);
+        called at the interpreter's exit if nobody did.
         """
         if not self._closed:
             self._closed = True
@@ -163,6 +168,12 @@ class Tracker:
         print(f"cifar-bench: warning: {self.problem}; the run is recorded without it", file=stream, flush=True)
         with contextlib.suppress(Exception):  # the back end is already failing: nothing more to say
             self._abandon()
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    tracker = ref()
+    if tracker is not None:
+        tracker.close()
 
 
 # -- what a run is logged as ------------------------------------------------------------

@@ -204,6 +204,64 @@ def mlflow_server(mlflow_server_process, monkeypatch) -> str:
     return uri
 
 
+# These need no server: they run while it starts.
+
+
+@needs_mlflow
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")  # in MLflow's SQLite store
+def test_mlflow_in_an_empty_folder_uses_its_local_default(tmp_path, capsys, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracker = MlflowTracker()
+    code, (record,), err = run(tmp_path, capsys, as_plugin(monkeypatch, tracker, "ml_local"))
+    tracker.close()
+    assert code == 0 and tracker.problem is None, err
+    found = mlflow.search_runs(search_all_experiments=True)  # where MLflow itself looks by default, here
+    assert len(found) == 1
+    assert found["params.lr"][0] == "0.001"
+    assert found["metrics.test_accuracy"][0] == record["metrics"]["test_accuracy"]
+
+
+@needs_mlflow
+def test_mlflow_at_a_closed_port_loses_nothing_and_fails_fast(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    for name in HTTP_LIMITS:
+        monkeypatch.delenv(name, raising=False)  # MLflow's defaults, but for this tracker's bounds
+    tracker = MlflowTracker()
+    started = time.monotonic()
+    code, records, err = run(tmp_path, capsys, as_plugin(monkeypatch, tracker, "ml_closed"), extra=("--repeats", "2"))
+    seconds = time.monotonic() - started
+    assert code == 0 and [r["status"] for r in records] == ["ok", "ok"], err
+    (warning,) = warnings_about(err, "mlflow")  # one, for both runs: tracking stopped at the first failure
+    assert warning.startswith("cifar-bench: warning: mlflow: starting run ")
+    assert "cannot reach the tracking server" in warning and "Connection refused" in warning
+    assert warning.endswith("; the run is recorded without it")
+    assert tracker.problem in warning
+    print(f"closed port: two runs and the failed tracking took {seconds:.1f} s")
+    assert seconds < FAIL_FAST_S  # a bound on retries, not a speed figure: MLflow's own would take minutes
+
+
+@needs_mlflow
+def test_mlflow_http_bounds_are_mlflows_own_and_leave_the_users_settings(monkeypatch):
+    from mlflow import environment_variables as settings
+
+    for name in HTTP_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "77")  # the user's: kept
+    with bounded_http():
+        assert settings.MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 77
+        retries = settings.MLFLOW_HTTP_REQUEST_MAX_RETRIES
+        assert retries.get() < retries.default
+        assert all(hasattr(settings, name) for name in HTTP_LIMITS)  # every name is one MLflow reads
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # nothing outlives the tracker's own calls
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"
+
+
+# These talk to the server.
+
+
 @needs_mlflow
 def test_mlflow_run_reads_back_through_mlflow(tmp_path, capsys, monkeypatch, mlflow_server):
     import mlflow
@@ -213,7 +271,9 @@ def test_mlflow_run_reads_back_through_mlflow(tmp_path, capsys, monkeypatch, mlf
     tracker.close()
     assert code == 0 and tracker.problem is None, err
     client = mlflow.MlflowClient(mlflow_server)
-    (found,) = client.search_runs([client.get_experiment_by_name("baseline").experiment_id],
+    experiment = client.get_experiment_by_name("baseline")  # named after the recipe
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow's UI: a training view
+    (found,) = client.search_runs([experiment.experiment_id],
                                   f"tags.`mlflow.runName` = '{record['run_id']}'")  # fmt: skip
     run_id, data = found.info.run_id, found.data
     assert found.info.status == "FINISHED"
@@ -257,41 +317,6 @@ def test_mlflow_repeats_nest_under_one_parent_run(tmp_path, capsys, monkeypatch,
 
 
 @needs_mlflow
-def test_mlflow_in_an_empty_folder_uses_its_local_default(tmp_path, capsys, monkeypatch):
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    tracker = MlflowTracker()
-    code, (record,), err = run(tmp_path, capsys, as_plugin(monkeypatch, tracker, "ml_local"))
-    tracker.close()
-    assert code == 0 and tracker.problem is None, err
-    found = mlflow.search_runs(search_all_experiments=True)  # where MLflow itself looks by default, here
-    assert len(found) == 1
-    assert found["params.lr"][0] == "0.001"
-    assert found["metrics.test_accuracy"][0] == record["metrics"]["test_accuracy"]
-
-
-@needs_mlflow
-def test_mlflow_at_a_closed_port_loses_nothing_and_fails_fast(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    for name in HTTP_LIMITS:
-        monkeypatch.delenv(name, raising=False)  # MLflow's defaults, but for this tracker's bounds
-    tracker = MlflowTracker()
-    started = time.monotonic()
-    code, records, err = run(tmp_path, capsys, as_plugin(monkeypatch, tracker, "ml_closed"), extra=("--repeats", "2"))
-    seconds = time.monotonic() - started
-    assert code == 0 and [r["status"] for r in records] == ["ok", "ok"], err
-    (warning,) = warnings_about(err, "mlflow")  # one, for both runs: tracking stopped at the first failure
-    assert warning.startswith("cifar-bench: warning: mlflow: starting run ")
-    assert "cannot reach the tracking server" in warning and "Connection refused" in warning
-    assert warning.endswith("; the run is recorded without it")
-    assert tracker.problem in warning
-    print(f"closed port: two runs and the failed tracking took {seconds:.1f} s")
-    assert seconds < FAIL_FAST_S  # a bound on retries, not a speed figure: MLflow's own would take minutes
-
-
-@needs_mlflow
 def test_mlflow_error_during_a_run_loses_nothing(tmp_path, capsys, monkeypatch, mlflow_server):
     import mlflow
 
@@ -306,19 +331,3 @@ def test_mlflow_error_during_a_run_loses_nothing(tmp_path, capsys, monkeypatch, 
     assert warning.startswith(f"cifar-bench: warning: mlflow: logging epoch 1 of run {record['run_id']} failed: ")
     assert "deleted" in warning
     assert tracker.problem in warning
-
-
-@needs_mlflow
-def test_mlflow_http_bounds_are_mlflows_own_and_leave_the_users_settings(monkeypatch):
-    from mlflow import environment_variables as settings
-
-    for name in HTTP_LIMITS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "77")  # the user's: kept
-    with bounded_http():
-        assert settings.MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 77
-        retries = settings.MLFLOW_HTTP_REQUEST_MAX_RETRIES
-        assert retries.get() < retries.default
-        assert all(hasattr(settings, name) for name in HTTP_LIMITS)  # every name is one MLflow reads
-    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # nothing outlives the tracker's own calls
-    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"
