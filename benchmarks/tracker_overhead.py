@@ -112,10 +112,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=250, help="progress events per epoch [250, baseline's]")
     parser.add_argument("--mlflow-uri", help="an MLflow tracking URI [a SQLite store in a temporary folder]")
     args = parser.parse_args()
+    here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        uri = args.mlflow_uri or f"sqlite:///{tmp}/mlflow.db"
-        trackers = [Floor(), MlflowTracker("tracker-overhead", tracking_uri=uri), TensorboardTracker(Path(tmp, "tb"))]
-        rows = [(tracker.name, drive(tracker, args.epochs, args.events)) for tracker in trackers]
+        os.chdir(tmp)  # MLflow's local store puts artifacts in ./mlruns
+        try:
+            uri = args.mlflow_uri or f"sqlite:///{tmp}/mlflow.db"
+            trackers = [Floor(), MlflowTracker("tracker-overhead", tracking_uri=uri), TensorboardTracker("tb")]
+            rows = [(tracker.name, drive(tracker, args.epochs, args.events)) for tracker in trackers]
+        finally:
+            os.chdir(here)
     print(f"{'tracker':<18} {'hook':<15} {'calls':>6} {'median us':>10} {'max us':>10}")
     for name, seconds in rows:
         for hook, values in seconds.items():
