@@ -219,7 +219,8 @@ def final_metrics(record: RunRecord) -> dict[str, float]:
         for name, value in vars(values).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[f"{section}/{name}"] = float(value)
-    for name, value in (record.timings_ratio or {}).items():
+    ratios = record.timings_ratio  # with --reference
+    for name, value in (vars(ratios) if ratios is not None else {}).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[f"timings_ratio/{name}"] = float(value)
     return out
@@ -267,13 +268,13 @@ def machine(record: RunRecord) -> str:
 
 def record_tags(record: RunRecord) -> dict[str, str]:
     """How a run is found and grouped: workload key, device, variant, machine, commit, status (strings)."""
-    env, workload = record.environment, record.workload or {}
-    variant = workload.get("variant") or {
+    env, workload = record.environment, record.workload
+    variant = (workload.variant if workload is not None else None) or {
         "loader": record.loader, "precision": record.precision, "channels_last": record.channels_last,
         "compile": record.compile, "cuda_graph": record.cuda_graph, "deterministic": record.deterministic,
     }  # fmt: skip
     tags: dict[str, Any] = {
-        "workload": workload.get("key"),
+        "workload": workload.key if workload is not None else None,
         "device": record.device,
         "variant": ", ".join(f"{name}={text(value)}" for name, value in variant.items()),
         **{name: text(value) for name, value in variant.items()},
