@@ -1,8 +1,8 @@
 """The screenshots of MLflow's and TensorBoard's UIs in the docs: a real baseline run, logged by both trackers.
 
 Trains the ``baseline`` recipe once (on an ImageFolder CIFAR-10 copy with
-``--data-dir``, else on synthetic data) in a temporary folder with the MLflow
-tracker (MLflow's local default store there) and the TensorBoard tracker
+``--data-dir``, else on synthetic data) in a temporary folder with ``--track
+mlflow`` (MLflow's local default store there) and ``--track tensorboard``
 (``runs/``), serves both UIs on 127.0.0.1 (``mlflow ui``, ``tensorboard
 --logdir``), and captures them with headless Chromium driven by Playwright.
 Every request to anything but 127.0.0.1 is blocked and counted: both UIs
@@ -28,41 +28,6 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-#: A plugin module that puts both trackers on the run (until ``--track`` does it).
-PLUGIN = """
-import atexit
-from cifar_bench import hookimpl
-from cifar_bench.plugins.mlflow_tracker import MlflowTracker
-from cifar_bench.plugins.tensorboard_tracker import TensorboardTracker
-
-TRACKERS = [MlflowTracker(), TensorboardTracker("runs")]
-for tracker in TRACKERS:
-    atexit.register(tracker.close)
-
-
-@hookimpl
-def run_start(run):
-    for tracker in TRACKERS:
-        tracker.run_start(run)
-
-
-@hookimpl
-def train_progress(run, progress):
-    for tracker in TRACKERS:
-        tracker.train_progress(run, progress)
-
-
-@hookimpl
-def epoch_end(run, epoch):
-    for tracker in TRACKERS:
-        tracker.epoch_end(run, epoch)
-
-
-@hookimpl
-def run_end(run, record):
-    for tracker in TRACKERS:
-        tracker.run_end(run, record)
-"""
 #: The charts shown: the ones a reader compares recipes by.
 CHARTS = "^(epoch_loss|running_loss|epoch_accuracy|test_accuracy)$"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -72,11 +37,10 @@ SETTLE_MS = 3000  # milliseconds for charts to draw after their data came
 
 
 def train(folder: Path, args) -> None:
-    (folder / "trackers_plugin.py").write_text(PLUGIN)
     data = ["--data-dir", args.data_dir] if args.data_dir else ["--dataset", "synthetic"]
     command = [sys.executable, "-m", "cifar_bench", "run", "baseline", *data, "--limit-train", str(args.limit_train),
                "--limit-test", str(args.limit_test), "--epochs", str(args.epochs), "--target-acc", "0.99",
-               "--threads", "1", "--quiet", "-p", "trackers_plugin.py"]  # fmt: skip
+               "--threads", "1", "--quiet", "--track", "mlflow", "--track", "tensorboard"]  # fmt: skip
     env = {name: value for name, value in os.environ.items() if name != "MLFLOW_TRACKING_URI"}  # MLflow's default
     subprocess.run(command, cwd=folder, check=True, env=env)
 

@@ -100,9 +100,11 @@ class Tracker:
 
     @hookimpl
     def run_end(self, run: RunInfo, record: RunRecord) -> None:
+        started = run.run_id in self._points  # else another process ran it: the record is all there is
         points = self._points.pop(run.run_id, [])
         if self._live():
-            points = [*points, *accuracy_points(record), *final_points(record)]
+            from_record = [] if started else recorded_epoch_points(record)
+            points = [*points, *from_record, *accuracy_points(record), *final_points(record)]
             self._guarded(f"ending run {run.run_id}", self._finish, run, record, points)
 
     def close(self) -> None:
@@ -195,6 +197,14 @@ def epoch_points(epoch: EpochResult) -> list[Point]:
         Point("epoch_train_s", epoch.train_s, epoch.epoch, now),
         Point("epoch_images_per_s", images_per_s, epoch.epoch, now),
     ]
+
+
+def recorded_epoch_points(record: RunRecord) -> list[Point]:
+    """Each epoch's mean loss and train seconds as the record holds them: a run these hooks did not see
+    start (a suite's data-parallel run or Ray task, told when its record came back)."""
+    now = time.time()
+    losses = [Point("epoch_loss", loss, i, now) for i, loss in enumerate(record.metrics.epoch_loss, 1)]
+    return losses + [Point("epoch_train_s", s, i, now) for i, s in enumerate(record.timings.epoch_train_s, 1)]
 
 
 def accuracy_points(record: RunRecord) -> list[Point]:
