@@ -360,3 +360,11 @@ def _write(call):
     with open({log!r}, "a") as log:
         log.write(_json.dumps([_os.environ.get("RANK"), *call]) + "\\n")
 """
+
+
+def test_ab_refuses_track_as_two_installs_would_log_twice(tmp_path, run_cli):
+    side = Path(sys.executable).with_name("cifar-bench")
+    result = run_cli("ab", "--a", side, "--b", side, "--results-a", tmp_path / "ra", "--results-b", tmp_path / "rb",
+                     "--", *TINY, "--track", "mlflow")  # fmt: skip
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result
+    assert "--track cannot be used with it" in result.err
