@@ -54,7 +54,7 @@ class TrackSpec:
 
     @property
     def text(self) -> str:
-        """As written on the command line; how the record's ``trackers`` names it."""
+        """As written on the command line (and as a warning names the tracker)."""
         return self.name if self.argument is None else f"{self.name}={self.argument}"
 
 
@@ -204,16 +204,17 @@ class Trackers:
         check(session.registry, found)
         if not world.main:
             return cls()
-        guards = [make(session.registry.get("tracker", spec.name), spec) for spec in found]
+        guards: list[Guarded] = []
+        try:
+            for spec in found:
+                guards.append(make(session.registry.get("tracker", spec.name), spec))
+        except BaseException:  # a later one's argument refused (exit 2): the ones made already are closed
+            cls(guards).close()
+            raise
         for guarded in guards:
             if guarded.tracker is not None:
                 register_inline(session.plugins, guarded, f"tracker {guarded.spec.text}")
         return cls(guards)
-
-    @property
-    def problems(self) -> dict[str, str]:
-        """What stopped each tracker that stopped, by its ``--track`` text."""
-        return {g.spec.text: g.problem for g in self.guards if g.problem is not None}
 
     def tell(self, result: RunResult) -> None:
         """A run's end, to the trackers alone, if they were not told already: its record was finished and
