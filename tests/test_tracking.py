@@ -269,6 +269,13 @@ def test_a_bad_argument_or_a_tracker_without_hooks_is_exit_2_before_anything_tra
     assert records(tmp_path / "r") == []
 
 
+def test_trackers_made_before_a_refused_one_are_closed(tmp_path, recorder, run_cli):
+    path, plugin = recorder
+    done = run_cli(*TINY, "--results-dir", tmp_path, "-p", path, "--track", "recorder=x", "--track", "recorder=bad")
+    assert done.code == 2, done
+    assert plugin().made == ["x"] and plugin().calls == [("close", "x", None)]
+
+
 def test_trackers_are_closed_after_an_interrupted_run(tmp_path, recorder, run_cli):
     path, plugin = recorder
     done = run_cli(*TINY, "--results-dir", tmp_path / "r", "-p", path, "--track", "recorder=interrupt",
