@@ -165,10 +165,11 @@ def register_trackers(register: Callable[[str, TrackerFactory, str], None]) -> N
         ``epoch_end(run, epoch)``, ``run_end(run, record)``), and optionally
         ``close()``, called once after the command's last run, and
         ``problem``, a string saying what stopped it. A tracker's error never
-        fails a run: it is said once on stderr and named in the record's
-        ``trackers``. Import the tracker's own library in the factory, not at
-        the plugin's import. Raise :class:`cifar_bench.UsageError` for a bad
-        ``argument`` (exit code 2, before anything trains).
+        fails a run: it is said once on stderr, the tracker is told nothing
+        more, and the runs and their records go on as without it. Import the
+        tracker's own library in the factory, not at the plugin's import.
+        Raise :class:`cifar_bench.UsageError` for a bad ``argument`` (exit
+        code 2, before anything trains).
     :return: nothing. Not firstresult: every plugin's trackers are registered.
     """
 
