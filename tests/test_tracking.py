@@ -91,8 +91,9 @@ def free_port() -> int:
 
 
 def records(folder: Path) -> list[dict]:
+    """The records in ``folder``, in the order they ran (seed, then run id: two may start in one second)."""
     found = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
-    return sorted(found, key=lambda r: r["run_id"])
+    return sorted(found, key=lambda r: (r["seed"], r["run_id"]))
 
 
 def mentions(text: str, word: str) -> list[str]:
