@@ -9,7 +9,8 @@ import-linter, see pyproject.toml):
   and ``pytest_plugin`` (fixtures for plugin authors) just under it.
 - ``execution``: a plan of runs (``plan``) and its backends: in this process (``inprocess``, with
   ``lockstep`` for a reference run), data-parallel ranks (``torchrun``), a suite's (``suite``, ``local``),
-  a Ray cluster (``ray_cluster``, ``ray_worker``), two installs taking turns (``ab``, ``ab_side``).
+  a Ray cluster (``ray_cluster``, ``ray_worker``), two installs taking turns (``ab``, ``ab_side``); a command's
+  experiment trackers (``tracking``: ``--track``).
 - ``training``: one run, from its ``config`` to its record: ``session`` (start, run, finish), ``setup``,
   ``step``, ``loop``, ``state`` (the record builder), ``data``, ``batches``, ``devices``, ``variants``,
   ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .cache import default_cache_dir
 from .console import Console
 from .errors import RunFailed, UsageError
-from .execution import torchrun
+from .execution import torchrun, tracking
 from .execution.inprocess import InProcess
 from .execution.plan import Execution, Written, execute
 from .execution.request import RunRequest, preflight, results_folder, seeds_from
@@ -88,6 +88,9 @@ class RunOptions:
     nproc: int | None = None
     dist_timeout: float | None = None
     plugins: Sequence[str] = ()  # -p: module.path, path/to/file.py or no:NAME
+    # Experiment trackers (--track NAME[=ARGUMENT], see execution/tracking.py): ["mlflow", "tensorboard=runs"].
+    track: Sequence[str] = ()
+    mlflow_experiment: str | None = None  # --mlflow-experiment: the experiment of the mlflow tracker
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "limit_train", "limit_test", "repeats", "threads", "nproc"):
@@ -162,13 +165,15 @@ def run_request(recipe: str, options: RunOptions, *, world: World = SINGLE, writ
     request = options.request(recipe)
     plan = request.plan(across_processes=world.distributed)
     preflight(request)
+    track = tracking.parse(options.track, options.mlflow_experiment)
     with results_folder(request.results_dir, writes=world.main):
         session = Session.load(options.plugins)
         if not world.main:
             plan = replace(plan, results_dir=None)  # rank 0 writes for every rank
-        if console is not None:
-            register_inline(session.plugins, console, "console")
-        return execute(plan, InProcess(session, world), session, written=written)
+        with tracking.Trackers.start(session, track, world):  # closed after the last run, however it ended
+            if console is not None:
+                register_inline(session.plugins, console, "console")
+            return execute(plan, InProcess(session, world), session, written=written)
 
 
 def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tuple[Execution, int]:
@@ -190,8 +195,10 @@ def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tupl
             f"--nproc {options.nproc} needs {options.nproc} GPUs; this machine has {torch.cuda.device_count()}"
         )
     preflight(request)
+    track = tracking.parse(options.track, options.mlflow_experiment)
     with results_folder(request.results_dir), tempfile.TemporaryDirectory(prefix="cifar-bench-launch-") as folder:
         session = Session.load(options.plugins)  # a broken plugin is refused before torchrun starts
+        tracking.check(session.registry, track)  # and an unknown tracker: rank 0 makes them, this process never
         for planned in plan.runs:
             for config in (planned.config, *([planned.reference] if planned.reference else [])):
                 check(config, session.registry.recipe(config.recipe))
@@ -199,7 +206,8 @@ def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tupl
         if plan.results_dir is None:  # nothing to keep: rank 0 writes here, and the records are read back
             plan = replace(plan, results_dir=Path(folder))
         settings = torchrun.payload(plan, options.plugins, autoload=None, quiet=options.quiet,
-                                    timeout_s=options.dist_timeout, traceback=traceback, manifest=manifest)  # fmt: skip
+                                    timeout_s=options.dist_timeout, traceback=traceback, manifest=manifest,
+                                    track=[spec.text for spec in track])  # fmt: skip
         code, error = torchrun.launch(settings, options.nproc)
         if error:
             raise (UsageError if code == UsageError.exit_code else RunFailed)(error)

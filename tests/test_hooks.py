@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -306,3 +307,37 @@ def test_hook_register_commands(tmp_path, capsys, monkeypatch):
     )
     assert main(["-p", str(clash), "plugins"]) == 0  # the other commands still work
     assert "command 'report' is registered by both plugin 'commands' and plugin 'clash'" in capsys.readouterr().err
+
+
+def test_hook_register_trackers(tmp_path, capsys, monkeypatch):
+    """A plugin's tracker is listed, made once per command with its argument, told of the run, then closed."""
+    monkeypatch.setenv(manager.AUTOLOAD_ENV, "1")
+    plugin = tmp_path / "trackers_plugin.py"
+    plugin.write_text(
+        "from cifar_bench import hookimpl\n"
+        "seen = []\n"
+        "class Probe:\n"
+        "    def __init__(self, argument):\n"
+        "        seen.append(('made', argument))\n"
+        "    def run_start(self, run):\n"
+        "        seen.append(('run_start', run.run_id))\n"
+        "    def run_end(self, run, record):\n"
+        "        seen.append(('run_end', record.run_id, record.status))\n"
+        "    def close(self):\n"
+        "        seen.append(('close',))\n"
+        "@hookimpl\n"
+        "def register_trackers(register):\n"
+        "    register('probe', Probe, 'writes down what it is told')\n"
+    )
+    assert main(["-p", str(plugin), "list"]) == 0
+    assert "probe" in capsys.readouterr().out
+    results = tmp_path / "results"
+    argv = ["run", "baseline", "--dataset", "synthetic", "--limit-train", str(TRAIN), "--limit-test", str(TEST),
+            "--epochs", "1", "--threads", "1", "--quiet", "--results-dir", str(results)]  # fmt: skip
+    assert main(["-p", str(plugin), *argv, "--track", "probe=here"]) == 0
+    (written,) = results.glob("*.json")
+    run_id = json.loads(written.read_text())["run_id"]
+    seen = sys.modules["cifar_bench_local_trackers_plugin"].seen
+    assert seen == [("made", "here"), ("run_start", run_id), ("run_end", run_id, "ok"), ("close",)]
+    assert main(["-p", str(plugin), *argv, "--track", "prob"]) == 2  # a name no plugin registers
+    assert "unknown tracker 'prob': did you mean 'probe'?" in capsys.readouterr().err

@@ -74,7 +74,9 @@ def cmd_side(args: argparse.Namespace) -> int:
         run_args.plugins_global = [*args.plugins_global, *run_args.plugins_global]  # '-p' before 'ab-side'
         if run_args.command != "run":
             raise UsageError("ab-side runs 'run RECIPE [flags]'")
-        for flag, value in (("--reference", run_args.reference), ("--nproc", run_args.nproc)):
+        tracked = [("--track", run_args.track or None), ("--mlflow-experiment", run_args.mlflow_experiment)]
+        refused = [("--reference", run_args.reference), ("--nproc", run_args.nproc), *tracked]
+        for flag, value in refused:
             if value is not None:
                 raise UsageError(f"ab takes turns between two installs: {flag} cannot be used with it")
         options = run.options(run_args)

@@ -24,6 +24,15 @@ def plugin_flag(parser: argparse.ArgumentParser, dest: str = "plugins_sub") -> N
     )
 
 
+def tracking_flags(parser: argparse.ArgumentParser) -> None:
+    """``--track`` and ``--mlflow-experiment``, ``run``'s and ``suite``'s (see execution/tracking.py)."""
+    parser.add_argument("--track", action="append", default=[], metavar="NAME[=ARG]",
+                        help="log each run to an experiment tracker (repeatable): mlflow[=EXPERIMENT], "
+                             "tensorboard[=DIR] [runs/], or a plugin's (see 'cifar-bench list')")  # fmt: skip
+    parser.add_argument("--mlflow-experiment", metavar="NAME",
+                        help="with --track mlflow: the MLflow experiment [each run's recipe]")  # fmt: skip
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

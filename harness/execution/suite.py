@@ -5,6 +5,7 @@ variants x seeds, and ``[defaults]`` holds what the groups share::
 
     name = "cpu-sweep"              # optional, shown in the output
     results_dir = "results/sweep"   # optional, relative to this file; --results-dir wins
+    track = ["mlflow"]              # optional: experiment trackers, as run's --track; --track wins
 
     [defaults]                      # every key a [[runs]] entry can have; the entry's own win
     seeds = [0, 1, 2]
@@ -65,7 +66,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-TOP_KEYS = ("name", "results_dir", "defaults", "runs")
+TOP_KEYS = ("name", "results_dir", "defaults", "runs", "track", "mlflow_experiment")
 
 #: What each variant table may set, with its default: every field of a variant, as ``run``'s flags can.
 VARIANT_KEYS: dict[str, Any] = Variant().to_dict()
@@ -162,6 +163,10 @@ class Suite:
     runs: list[SuiteRun]
     results_dir: Path | None  # from the file; None: the command's default
     duplicates: int = 0  # runs listed twice, run once
+    # Experiment trackers for the suite's runs, as run's --track and --mlflow-experiment (not in any suite key:
+    # where runs are logged changes nothing they compute, so a suite resumed with other trackers skips none).
+    track: list[str] = field(default_factory=list)
+    mlflow_experiment: str | None = None
 
 
 # -- reading the file -------------------------------------------------------------------
@@ -201,7 +206,20 @@ def load(path: Path) -> Suite:
             merged[table] = {**defaults.get(table, {}), **group.get(table, {})}
         runs.extend(_expand(merged, where, base))
     unique = list({run.key: run for run in reversed(runs)}.values())[::-1]  # the first of each key, in order
-    return Suite(Path(path), name, unique, base / results_dir if results_dir else None, len(runs) - len(unique))
+    track, experiment = _tracking(data, path)
+    return Suite(Path(path), name, unique, base / results_dir if results_dir else None, len(runs) - len(unique),
+                 track=track, mlflow_experiment=experiment)  # fmt: skip
+
+
+def _tracking(data: Mapping[str, Any], path: Path) -> tuple[list[str], str | None]:
+    """The file's ``track`` (a tracker, or a list of them) and ``mlflow_experiment``, checked for type."""
+    track = _listed(data.get("track", []))
+    if not all(isinstance(value, str) and value for value in track):
+        raise UsageError(f"{path}: track must be one or a list of trackers, e.g. track = ['mlflow', 'tensorboard=dir']")
+    experiment = data.get("mlflow_experiment")
+    if experiment is not None and not (isinstance(experiment, str) and experiment):
+        raise UsageError(f"{path}: mlflow_experiment must be a non-empty string")
+    return track, experiment
 
 
 def _known(table: Mapping[str, Any], known: Sequence[str], where: str) -> None:

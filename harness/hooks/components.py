@@ -95,6 +95,8 @@ if TYPE_CHECKING:
     OptimizerFactory = Callable[[Any, Hyperparameters], torch.optim.Optimizer]
     # (optimizer, hyperparameters, steps_per_epoch) -> scheduler
     SchedulerFactory = Callable[[torch.optim.Optimizer, Hyperparameters, int], torch.optim.lr_scheduler.LRScheduler]
+    # (argument after "=" in --track NAME=ARGUMENT, or None) -> an object with lifecycle hooks as methods
+    TrackerFactory = Callable[[str | None], Any]
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ KINDS: dict[str, Kind] = {
         Kind("optimizer", "register_optimizers", "torch.optim.Optimizer", "required", True),
         Kind("scheduler", "register_schedulers", "torch.optim.lr_scheduler.LRScheduler", "optional", True),
         Kind("recipe", "register_recipes", "cifar_bench.Recipe", "no", False),
+        # Not part of a run: --track NAME makes one per command (see execution/tracking.py); any object.
+        Kind("tracker", "register_trackers", "builtins.object", "no", False),
     )
 }
 

@@ -49,6 +49,7 @@ DEFAULT_PLUGINS = {
     "schedules": "cifar_bench.plugins.schedules",
     "resnet": "cifar_bench.plugins.resnet",
     "airbench": "cifar_bench.plugins.airbench",
+    "trackers": "cifar_bench.plugins.trackers",  # --track mlflow / tensorboard (their libraries: extras)
 }
 
 #: The built-in plugins the command line is built from: light to import (no torch), and the only built-ins
