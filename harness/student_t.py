@@ -150,13 +150,22 @@ def t_pdf(t: float, df: float) -> float:
 
 
 def _first_guess(p: float, df: float) -> float:
-    """log |t| near the quantile p < 1/2: the larger of a Cornish-Fisher and a power-tail estimate."""
+    """log |t| near the quantile p < 1/2: Cornish-Fisher from the normal, or the power tail where that is nearer.
+
+    Far out, P(T <= -s) ~ C s^-df, which gives an upper bound on |t| that is
+    tight once p is small; Cornish-Fisher is good near the centre for all
+    but the smallest df. The smaller of the two, unless the power tail is
+    much nearer in log p (checked with one evaluation of the CDF).
+    """
     z = _NORMAL.inv_cdf(p)
     cornish_fisher = abs(z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df))
-    # Far out, P(T <= -s) ~ C s^-df: solve for s (in logs: s itself can overflow for small df).
     log_c = -log_gamma_ratio(df / 2, 0.5) - 0.5 * math.log(math.pi) + df / 2 * math.log(df) - math.log(df)
-    log_power_tail = (log_c - math.log(p)) / df
-    return max(math.log(cornish_fisher) if cornish_fisher > 0 else -50.0, min(log_power_tail, LOG_FLOAT_MAX - 1))
+    power_tail = min((log_c - math.log(p)) / df, LOG_FLOAT_MAX - 1)
+    normal_side = math.log(cornish_fisher) if cornish_fisher > 0 else -50.0
+    if power_tail <= normal_side:
+        return power_tail
+    miss = abs(math.log(max(_lower_tail(-math.exp(normal_side), df), TINY)) - math.log(p))
+    return power_tail if miss > 1.0 else normal_side
 
 
 def t_ppf(p: float, df: float) -> float:
@@ -179,35 +188,36 @@ def t_ppf(p: float, df: float) -> float:
 
 
 def _lower_quantile(p: float, df: float) -> float:
-    """The quantile for 0 < p < 1/2, as -exp(u): Newton on log CDF against u = log|t|, kept in a bracket."""
+    """The quantile for 0 < p < 1/2, as -exp(u): Newton on log CDF against u = log|t|, kept in a bracket.
+
+    The gap ``log p - log CDF(-exp(u))`` rises with u, so a Newton step
+    always heads the right way; it can only overshoot a bound already seen,
+    and then the step is a bisection instead. About 4 CDF evaluations.
+    """
     if df >= NORMAL_DF:
         return _NORMAL.inv_cdf(p)
     target = math.log(p)
-
-    def gap(u: float) -> float:  # increasing in u: a larger |t| has a smaller lower tail
-        return target - math.log(max(_lower_tail(-math.exp(u), df), TINY))
-
+    log_density_scale = -log_gamma_ratio(df / 2, 0.5) - 0.5 * math.log(df * math.pi)
+    low, high = -math.inf, math.inf
     u = _first_guess(p, df)
-    low, high = u - 1.0, u + 1.0
-    while gap(low) > 0:
-        low -= 2 * (u - low)
-    while gap(high) < 0:
-        if high >= LOG_FLOAT_MAX:
-            return -math.inf  # beyond the largest float (tiny df and p): the quantile is -inf to float precision
-        high = min(high + 2 * (high - u), LOG_FLOAT_MAX)
     for _ in range(200):
-        value = gap(u)
-        if value == 0:
-            break
-        low, high = (u, high) if value < 0 else (low, u)
         s = math.exp(u)
         tail = _lower_tail(-s, df)
-        slope = t_pdf(-s, df) * s / tail if tail > 0 else 0.0  # d gap / du
-        step = value / slope if slope > 0 else math.inf
+        gap = target - math.log(max(tail, TINY))
+        if gap == 0:
+            break
+        low, high = (u, high) if gap < 0 else (low, u)
+        density = math.exp(log_density_scale - (df + 1) / 2 * math.log1p(s * s / df)) if tail > 0 else 0.0
+        slope = density * s / tail if density > 0 else 0.0  # d gap / du, positive
+        step = gap / slope if slope > 0 else -math.inf if gap < 0 else math.inf
         if abs(step) <= 4 * EPSILON * max(1.0, abs(u)):
             return -math.exp(u - step)  # converged (checked before the bracket: u - step may sit on its edge)
-        candidate = u - step
-        u = candidate if low < candidate < high else (low + high) / 2
+        candidate = min(u - step, LOG_FLOAT_MAX)
+        if not low < candidate < high:
+            if high == math.inf:  # the tail is still too heavy at the largest float
+                return -math.inf
+            candidate = (low + high) / 2 if low > -math.inf else high - 1.0
+        u = candidate
         if high - low <= 4 * EPSILON * max(1.0, abs(u)):
             break
     return -math.exp(u)
