@@ -61,7 +61,7 @@ def fake_record(seed: int, accuracy: float) -> dict:
 
 def write_pools(folder, plain_mean: float, planted_mean: float, seeds: int = 24) -> None:
     rng = random.Random(0)
-    for name, offset, mean in (("plain", 0, plain_mean), ("planted", 1000, planted_mean)):
+    for name, offset, mean in (("plain", 0, plain_mean), ("planted-0.03", 1000, planted_mean)):
         (folder / name).mkdir(parents=True)
         for i in range(seeds):
             record = fake_record(offset + i, rng.gauss(mean, 1.0))
@@ -70,14 +70,22 @@ def write_pools(folder, plain_mean: float, planted_mean: float, seeds: int = 24)
 
 def test_analysis_of_reused_pools_counts_false_alarms_and_power(bench, tmp_path, capsys):
     write_pools(tmp_path, 40.0, 37.0)  # a 3-point loss against SD 1: caught nearly always at 10 seeds
-    code = bench.main(["--pool-dir", str(tmp_path), "--seeds", "24", "--sizes", "5,10", "--comparisons", "60"])
+    code = bench.main(["--pool-dir", str(tmp_path), "--noise", "0.03", "--sizes", "5,10", "--comparisons", "60",
+                       "--no-train"])  # fmt: skip
     out = capsys.readouterr().out
     assert code in (0, 1)  # 1 when the A/A target is missed: chance, with 60 overlapping draws from 24 seeds
-    rows = [line for line in out.splitlines() if line.startswith("| 5 ") or line.startswith("| 10 ")]
-    assert len(rows) == 2
-    power_at_10 = rows[1].split("|")[4]
-    assert power_at_10.strip().startswith(("60/60", "59/60", "58/60")), rows[1]
+    identical = [line.split("|") for line in out.splitlines() if line.startswith(("| 5 ", "| 10 "))]
+    planted = [line.split("|") for line in out.splitlines() if line.startswith("| 3% labels")]
+    assert [int(row[1]) for row in identical] == [5, 10]
+    assert [int(row[3]) for row in planted] == [5, 10]
+    assert planted[1][4].strip().startswith(("60/60", "59/60", "58/60")), planted[1]
     assert "pools reused, nothing trained" in out and "machine:" in out
+
+
+def test_a_pool_too_small_for_the_sizes_is_refused_without_training(bench, tmp_path):
+    write_pools(tmp_path, 40.0, 37.0, seeds=8)
+    with pytest.raises(SystemExit, match="too few"):
+        bench.main(["--pool-dir", str(tmp_path), "--noise", "0.03", "--sizes", "5", "--no-train"])
 
 
 def test_wilson_interval(bench):
