@@ -128,13 +128,14 @@ class DifferenceTest:
 class AccuracyVerdict:
     """The gate's reading of one comparison; ``verdict`` says it in words.
 
-    ``verdict``: ``regression`` (significant drop beyond ``max_drop``; with
-    one run a side, any drop beyond it),
-    ``improvement`` (significant gain), ``drop within threshold``
-    (significant, but not beyond ``max_drop``), ``not significant``, or
-    ``too few seeds`` (one a side: the threshold decides alone, as the time
-    gate does, and ``judged`` is False). ``detectable`` is the smallest drop
-    this rule would call a regression with ``power`` (at least ``max_drop``).
+    ``verdict``: ``regression`` (a significant drop beyond ``max_drop``),
+    ``improvement`` (a significant gain), ``drop within threshold``
+    (significant, but not beyond ``max_drop``), ``not significant``, or,
+    with one run a side, where the threshold decides alone as in the time
+    gate and ``judged`` is False, ``regression`` (any drop beyond
+    ``max_drop``) or ``too few seeds``. ``detectable`` is the smallest drop
+    this rule would call a regression with ``power`` (at least
+    ``max_drop``; None with one run a side).
     """
 
     test: DifferenceTest
