@@ -26,8 +26,9 @@ images, tested on all 10,000 test images; one torch thread and no CPU
 tuning, so that a seed's record does not depend on the machine's load or on
 tuning decisions (a seed's record repeats to the last digit, in this
 process or in a fresh ``cifar-bench run``). About 12 s a run on a quiet
-2-core EPYC VM, 25-35 s at load average 4-6: 50 plain + 50 planted seeds
-took 46 minutes there, shared.
+2-core EPYC VM (the defaults, 50 plain and 30 per plant, about 22 minutes),
+25-35 s at load average 4-6: there, shared with other work, 50 plain + 50
+at 3% took 46 minutes and 30 at 10% another 17.
 
 Draws from finite pools are not independent comparisons: 2,000 A/A draws
 of 10 + 10 from 50 seeds use every seed about 800 times, and only 2 disjoint
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=1, help="epochs per run [1]")
     parser.add_argument("--noise", default="0.03,0.1",
                         help="the plants: shares of training labels redrawn, a pool each [0.03,0.1]")  # fmt: skip
-    parser.add_argument("--planted-seeds", type=int, help="runs in each planted pool [--seeds]")
+    parser.add_argument("--planted-seeds", type=int, default=30, help="runs in each planted pool [30]")
     parser.add_argument("--sizes", default="5,10", help="seeds a side of the comparisons drawn [5,10]")
     parser.add_argument("--comparisons", type=int, default=2000, help="comparisons of each kind per row [2000]")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"the gate's alpha [{DEFAULT_ALPHA}]")
@@ -109,7 +110,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.noise = [float(f) for f in args.noise.split(",")]
-    args.planted_seeds = args.planted_seeds or args.seeds
     if 2 * max(args.sizes) > args.seeds or max(args.sizes) > args.planted_seeds:
         parser.error(f"comparisons of {max(args.sizes)} seeds a side need {2 * max(args.sizes)} plain seeds "
                      f"and {max(args.sizes)} planted")  # fmt: skip
