@@ -8,7 +8,7 @@ pool is the same work to ``compare``: one loss component,
 ``cross_entropy_planted``, on all sides, as two commits of one recipe
 would be; the script checks that all records share one workload key).
 Then it draws comparisons of n seeds a side from the pools and applies the
-accuracy gate (:func:`cifar_bench.accuracy_stats.judge_accuracy`, its
+accuracy gate (:func:`cifar_bench.results.accuracy_stats.judge_accuracy`, its
 default threshold and alpha):
 
 * **A/A**: two disjoint draws from the plain pool. Any regression is false.
@@ -67,7 +67,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 import cifar_bench
-from cifar_bench.accuracy_stats import (
+from cifar_bench.results.accuracy_stats import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_DROP,
     detectable_difference,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import special
 from scipy import stats as scipy_stats
 
-from cifar_bench.accuracy_stats import (
+from cifar_bench.results.accuracy_stats import (
     DEFAULT_MAX_DROP,
     detectable_difference,
     judge_accuracy,
@@ -24,7 +24,7 @@ from cifar_bench.accuracy_stats import (
     summarize,
     welch_test,
 )
-from cifar_bench.student_t import incomplete_beta, t_cdf, t_pdf, t_ppf, t_sf
+from cifar_bench.results.student_t import incomplete_beta, t_cdf, t_pdf, t_ppf, t_sf
 
 DFS = [0.5, 1, 1.5, 2, 2.7, 3, 4.3, 5, 7.9, 10, 17.3, 30, 100, 1e3, 1e4, 1e5, 1e6]
 TS = [-1e10, -1e5, -300, -40, -12, -5, -3, -2, -1.5, -1, -0.5, -0.1, -1e-5, 0, 1e-5, 0.3, 1, 2, 4, 9, 30]
@@ -142,10 +142,14 @@ def test_one_run_a_side_measures_no_noise_and_the_threshold_decides_alone():
     test = welch_test([55.0], [54.0])
     assert test.method == "none" and test.difference == -1.0
     assert (test.p_drop, test.ci_low, test.df, test.detectable) == (None, None, None, None)
-    big = judge_accuracy([55.0], [54.0])
-    assert not big.judged and big.regression and big.verdict == "regression"  # 1 point > the 0.5 threshold
-    small = judge_accuracy([55.0], [54.8])
-    assert not small.regression and small.verdict == "too few seeds"
+    # One run against one differs by ~2.4 points (SD) at the baseline's spread: 0.5 points alone would flag a
+    # third of identical pairs, so one run a side is judged against the single-run threshold (5 points).
+    noise = judge_accuracy([55.0], [54.0])
+    assert not noise.judged and not noise.regression and noise.verdict == "too few seeds" and noise.max_drop == 5.0
+    big = judge_accuracy([55.0], [49.5])
+    assert big.regression and big.verdict == "regression" and big.detectable is None
+    raised = judge_accuracy([55.0], [49.5], max_drop=6.0)  # a larger max_drop is never lowered
+    assert not raised.regression and raised.max_drop == 6.0
 
 
 def test_no_spread_on_either_side_makes_the_difference_exact():

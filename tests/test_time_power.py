@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cifar_bench.stats import (
+from cifar_bench.results.stats import (
     judge_paired_slowdown,
     judge_slowdown,
     paired_slower_p_value,
@@ -15,7 +15,7 @@ from cifar_bench.stats import (
     slower_p_value,
     u_null_counts,
 )
-from cifar_bench.time_power import (
+from cifar_bench.results.time_power import (
     SHAMOS,
     detectable_log_shift,
     detectable_paired_slowdown,

@@ -72,6 +72,11 @@ DEFAULT_ALPHA = 0.05
 DEFAULT_POWER = 0.8
 #: Confidence of the interval of a mean in summaries (two-sided).
 DEFAULT_CONFIDENCE = 0.95
+#: Percentage points: with one run a side nothing measures the noise, and only a drop beyond this (or beyond
+#: max_drop, if larger) is a regression. About 2 SD of a one-run-against-one difference at the spread measured
+#: for the baseline (SD 1.65-1.72 points a run, so 2.3-2.4 for a difference): identical 1-vs-1 pairs of the
+#: benchmark's pool crossed it 1.6% of the time, where max_drop alone (0.5) would flag about a third of them.
+DEFAULT_SINGLE_RUN_MAX_DROP = 5.0
 #: Runs needed for an olympic mean (MLPerf drops the fastest and slowest of 5-10 runs).
 OLYMPIC_MIN_RUNS = 5
 #: Relative slack when comparing a p-value with alpha (floating point), as in :mod:`stats`.
@@ -131,11 +136,12 @@ class AccuracyVerdict:
     ``verdict``: ``regression`` (a significant drop beyond ``max_drop``),
     ``improvement`` (a significant gain), ``drop within threshold``
     (significant, but not beyond ``max_drop``), ``not significant``, or,
-    with one run a side, where the threshold decides alone as in the time
-    gate and ``judged`` is False, ``regression`` (any drop beyond
-    ``max_drop``) or ``too few seeds``. ``detectable`` is the smallest drop
-    this rule would call a regression with ``power`` (at least
-    ``max_drop``; None with one run a side).
+    with one run a side, where no test is possible and ``judged`` is False,
+    ``regression`` (a drop beyond the larger single-run threshold, see
+    :data:`DEFAULT_SINGLE_RUN_MAX_DROP`) or ``too few seeds``. ``max_drop``
+    is the threshold applied (the single-run one with one run a side).
+    ``detectable`` is the smallest drop this rule would call a regression
+    with ``power`` (at least ``max_drop``; None with one run a side).
     """
 
     test: DifferenceTest
@@ -262,19 +268,24 @@ def _detectable(se: float, df: float, alpha: float, power: float, threshold: flo
 
 
 def judge_accuracy(baseline: Sequence[float], current: Sequence[float], *, max_drop: float = DEFAULT_MAX_DROP,
-                   alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER) -> AccuracyVerdict:  # fmt: skip
+                   alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
+                   single_run_max_drop: float = DEFAULT_SINGLE_RUN_MAX_DROP) -> AccuracyVerdict:  # fmt: skip
     """The accuracy gate: a regression is a drop both significant at ``alpha`` and larger than ``max_drop`` points.
 
-    With one run a side nothing measures the noise, and the threshold
-    decides alone (``judged`` False), as the time gate does with too few runs.
+    With one run a side nothing measures the noise (``judged`` False): only a
+    drop beyond ``max(max_drop, single_run_max_drop)`` points is a regression.
+    ``max_drop`` alone would flag about a third of identical pairs at the
+    baseline's spread, since one run against one differs by 2.4 points (SD).
     """
-    if max_drop < 0:
-        raise ValueError(f"max_drop is a size in points and cannot be negative, got {max_drop}")
+    if max_drop < 0 or single_run_max_drop < 0:
+        raise ValueError(f"thresholds are sizes in points, not negative; got {max_drop}, {single_run_max_drop}")
     test = welch_test(baseline, current, alpha=alpha, power=power)
-    beyond = test.difference < -max_drop
-    if test.p_drop is None or test.p_gain is None:  # one run a side: the threshold alone
+    if test.p_drop is None or test.p_gain is None:  # one run a side: no test, only the single-run threshold
+        threshold = max(max_drop, single_run_max_drop)
+        beyond = test.difference < -threshold
         verdict = "regression" if beyond else "too few seeds"
-        return AccuracyVerdict(test, max_drop, False, beyond, False, verdict, None)
+        return AccuracyVerdict(test, threshold, False, beyond, False, verdict, None)
+    beyond = test.difference < -max_drop
     dropped = test.p_drop <= alpha * (1 + SLACK)
     improved = test.p_gain <= alpha * (1 + SLACK)
     regression = dropped and beyond
