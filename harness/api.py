@@ -99,6 +99,8 @@ class RunOptions:
         for seed in (self.seed, *(self.seeds or ())):
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
                 raise UsageError(f"a seed must be a whole number between 0 and 2**63-1, got {seed!r}")
+        if self.seeds is not None and (self.repeats != 1 or not len(self.seeds)):  # seeds name every run
+            raise UsageError(f"seeds lists every run (got {len(self.seeds)}): leave repeats out, or give seeds")
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> RunOptions:
