@@ -146,6 +146,9 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "partner_run_id": _section(data, "partner").get("run_id"),
         "paired_step_median": _number(_section(data, "paired_ratio").get("step_median")),
         "paired_train_s": _number(_section(data, "paired_ratio").get("train_s")),
+        # run --target-acc: the target (a fraction) and the train seconds to first reach it (NaN: never reached).
+        "target_acc": _number(metrics.get("target_acc")),
+        "time_to_target_s": _number(metrics.get("time_to_target_s")),
     }
 
 
