@@ -8,8 +8,8 @@ pool is the same work to ``compare``: one loss component,
 ``cross_entropy_planted``, on all sides, as two commits of one recipe
 would be; the script checks that all records share one workload key).
 Then it draws comparisons of n seeds a side from the pools and applies the
-accuracy gate (:func:`cifar_bench.results.accuracy_stats.judge_accuracy`, its
-default threshold and alpha):
+accuracy gate exactly as ``compare`` does (:func:`cifar_bench.results.compare_accuracy.judge`,
+its default threshold and alpha):
 
 * **A/A**: two disjoint draws from the plain pool. Any regression is false.
 * **Shifted**: a draw from the plain pool against another from it, shifted
@@ -19,6 +19,11 @@ default threshold and alpha):
 * **A/B**: a draw from the plain pool against one from a planted pool. The
   share caught is the power for that planted loss, printed beside the
   power that the pools' SDs predict and the detectable drop printed.
+
+Size 1 (one seed a side, in the default ``--sizes 1,5,10``) measures the
+single-run rule: no test is possible, and only a drop beyond the single-run
+threshold (5 points) is a regression; its prediction is the normal one,
+``P(difference < -threshold)`` with the two pools' SDs.
 
 The workload (default): the baseline recipe (the tutorial's Net, SGD,
 batch 4) for 1 epoch on a class-balanced 20,000 of the 50,000 training
@@ -45,7 +50,12 @@ can be re-run (other sizes, thresholds, draws) in seconds.
     python benchmarks/accuracy_gate.py                        # train what is missing, then analyse
     python benchmarks/accuracy_gate.py --pool-dir pools/ --no-train --comparisons 2000 --max-drop 0.25
 
-Exit code 0 when the A/A false regression rate is at most 1 in 20 at every size, 1 otherwise.
+Exit code 0 when the A/A false regression rate is not above 1 in 20 at any size, 1 otherwise. "Not above"
+is judged by the rate's Wilson interval: its lower end must be at most 5%. Where the threshold does not bind
+(the baseline's spread, 5-10 seeds a side), the test's false rate is alpha itself, exactly 1 in 20 at the
+default 0.05 (20,000 draws from the plain pool: 4.9% at 5 seeds a side, 5.2% at 10), so a point estimate
+from 2,000 draws lands above 5% about half the time; only an interval wholly above 5% shows the gate crying
+wolf more often than its design allows.
 """
 
 from __future__ import annotations
@@ -70,11 +80,14 @@ import cifar_bench
 from cifar_bench.results.accuracy_stats import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_DROP,
+    DEFAULT_POWER,
+    DEFAULT_SINGLE_RUN_MAX_DROP,
+    AccuracyVerdict,
     detectable_difference,
-    judge_accuracy,
     power_at,
     welch_test,
 )
+from cifar_bench.results.compare_accuracy import judge
 
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "noisy_labels_plugin.py"
@@ -99,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noise", default="0.03,0.1",
                         help="the plants: shares of training labels redrawn, a pool each [0.03,0.1]")  # fmt: skip
     parser.add_argument("--planted-seeds", type=int, default=30, help="runs in each planted pool [30]")
-    parser.add_argument("--sizes", default="5,10", help="seeds a side of the comparisons drawn [5,10]")
+    parser.add_argument("--sizes", default="1,5,10", help="seeds a side of the comparisons drawn [1,5,10]")
     parser.add_argument("--comparisons", type=int, default=2000, help="comparisons of each kind per row [2000]")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"the gate's alpha [{DEFAULT_ALPHA}]")
     parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP,
@@ -226,6 +239,19 @@ def draws(rng: random.Random, plain: list[float], planted: list[float] | None, n
     return both[:n], both[n:]
 
 
+def judge_accuracy(baseline: list[float], current: list[float], *, alpha: float, max_drop: float) -> AccuracyVerdict:
+    """The accuracy verdict compare gives these two sides (points)."""
+    return judge(baseline, current, max_drop=max_drop, alpha=alpha).verdict
+
+
+def single_run_prediction(drop: float, sd_baseline: float, sd_current: float, max_drop: float) -> tuple[float, float]:
+    """(power, detectable drop) of the single-run rule for a true ``drop``: a normal difference of one run each."""
+    threshold = max(max_drop, DEFAULT_SINGLE_RUN_MAX_DROP)
+    sd = math.hypot(sd_baseline, sd_current)
+    normal = statistics.NormalDist()
+    return normal.cdf((drop - threshold) / sd), threshold + normal.inv_cdf(DEFAULT_POWER) * sd
+
+
 def identical_row(args: argparse.Namespace, plain: list[float], n: int, rng: random.Random) -> dict:
     """A/A comparisons of n seeds a side, then the plain pool against itself shifted by what they printed."""
     gate = {"alpha": args.alpha, "max_drop": args.max_drop}
@@ -236,6 +262,10 @@ def identical_row(args: argparse.Namespace, plain: list[float], n: int, rng: ran
         false_alarms += verdict.regression
         significant_drops += verdict.verdict in ("regression", "drop within threshold")
         printed.append(verdict.detectable)
+    if n == 1:  # no test, nothing printed as detectable: the single-run threshold alone
+        return {"seeds a side": n, "false": false_alarms,
+                "A/A false regressions": rate(false_alarms, args.comparisons), "A/A significant drops": "no test",
+                "printed detectable, median": "none (no test)", "plain shifted down by that: caught": "–"}  # fmt: skip
     detectable = statistics.median(printed)
     shifted = 0
     for _ in range(args.comparisons):  # the plain pool's own noise, and a known loss: the printed detectable drop
@@ -243,7 +273,7 @@ def identical_row(args: argparse.Namespace, plain: list[float], n: int, rng: ran
         shifted += judge_accuracy(baseline, [v - detectable for v in current], **gate).regression
     return {
         "seeds a side": n,
-        "false": false_alarms / args.comparisons,
+        "false": false_alarms,
         "A/A false regressions": rate(false_alarms, args.comparisons),
         "A/A significant drops": rate(significant_drops, args.comparisons),
         "printed detectable, median": f"{detectable:.2f}",
@@ -262,17 +292,21 @@ def planted_row(args: argparse.Namespace, plain: list[float], planted: list[floa
         printed.append(verdict.detectable)
     sd_plain, sd_planted = statistics.stdev(plain), statistics.stdev(planted)
     loss = welch_test(plain, planted, alpha=0.025)  # a 95% interval of the planted loss over the whole pools
-    predicted = power_at(-loss.difference, sd_plain, n, sd_planted, n, alpha=args.alpha, threshold=args.max_drop)
-    expected = detectable_difference(sd_plain, n, sd_planted, n, alpha=args.alpha, threshold=args.max_drop)
-    quartiles = statistics.quantiles(printed, n=4)
+    if n == 1:
+        predicted, expected = single_run_prediction(-loss.difference, sd_plain, sd_planted, args.max_drop)
+        shown = "none (no test)"
+    else:
+        predicted = power_at(-loss.difference, sd_plain, n, sd_planted, n, alpha=args.alpha, threshold=args.max_drop)
+        expected = detectable_difference(sd_plain, n, sd_planted, n, alpha=args.alpha, threshold=args.max_drop)
+        quartiles = statistics.quantiles(printed, n=4)
+        shown = f"{statistics.median(printed):.2f} [{quartiles[0]:.2f}, {quartiles[2]:.2f}]"
     return {
         "plant": f"{100 * noise:g}% labels",
         "loss (pools), 95% CI": f"{-loss.difference:.2f} [{-loss.ci_high:.2f}, {-loss.ci_low:.2f}]",
         "seeds a side": n,
         "caught (power)": rate(caught, args.comparisons),
         "power predicted from pool SDs": f"{100 * predicted:.0f}%",
-        "printed detectable, median [IQR]": f"{statistics.median(printed):.2f} [{quartiles[0]:.2f}, "
-        f"{quartiles[2]:.2f}]",
+        "printed detectable, median [IQR]": shown,
         "detectable from pool SDs": f"{expected:.2f}",
     }
 
@@ -313,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     plain, planted, record = load_pools(args)
     rng = random.Random(args.draw_seed)
     identical = [identical_row(args, plain, n, rng) for n in args.sizes]
-    met = all(row.pop("false") <= TARGET_FALSE_RATE for row in identical)
+    counts = [row.pop("false") for row in identical]  # every row's, before the table is printed
+    met = all(wilson(k, args.comparisons)[0] <= TARGET_FALSE_RATE for k in counts)
     print(tabulate(identical, headers="keys", tablefmt="github", disable_numparse=True))
     print()
     rows = [planted_row(args, plain, planted[f], f, n, rng) for f in args.noise for n in args.sizes]
@@ -323,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     for noise, values in planted.items():
         print(describe_pool(f"planted pool, {100 * noise:g}% of training labels redrawn", values))
     print(f"gate: regression = drop significant at alpha {args.alpha} (one-sided Welch) and larger than "
-          f"{args.max_drop} points; {args.comparisons} comparisons of each kind per row, "
-          f"draw seed {args.draw_seed}")  # fmt: skip
+          f"{args.max_drop} points (one seed a side: larger than {max(args.max_drop, DEFAULT_SINGLE_RUN_MAX_DROP):g}, "
+          f"no test); {args.comparisons} comparisons of each kind per row, draw seed {args.draw_seed}")  # fmt: skip
     data = record["workload"]["data"]
     print(f"workload {record['workload']['key']}: baseline recipe (Net, SGD lr 0.001, batch 4), {args.epochs} "
           f"epoch(s), {data['train_size']:,} train / {data['test_size']:,} test images of CIFAR-10 (JPEG copy), "
@@ -333,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"torch {record['environment']['torch']}; load average {load_start[0]:.2f} at start, "
           f"{os.getloadavg()[0]:.2f} at end; {trained}")  # fmt: skip
-    print(f"target (A/A false regressions at most 1 in 20 at every size) {'met' if met else 'NOT met'}")
+    print(f"target (A/A false regressions not above 1 in 20 at any size: each interval's lower end at most 5%) "
+          f"{'met' if met else 'NOT met'}")  # fmt: skip
     return 0 if met else 1
 
 

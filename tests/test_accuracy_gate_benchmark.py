@@ -93,3 +93,15 @@ def test_wilson_interval(bench):
     assert low == pytest.approx(0, abs=1e-12) and 0.009 < high < 0.0096  # 0 of 400: under 1%, at 95%
     low, high = bench.wilson(20, 400)
     assert low < 0.05 < high
+
+
+def test_one_seed_a_side_measures_the_single_run_threshold(bench, tmp_path, capsys):
+    write_pools(tmp_path, 40.0, 33.0)  # a 7-point loss against SD 1 a run: beyond the 5-point single-run threshold
+    code = bench.main(["--pool-dir", str(tmp_path), "--noise", "0.03", "--sizes", "1", "--comparisons", "60",
+                       "--no-train"])  # fmt: skip
+    out = capsys.readouterr().out
+    identical = next(line.split("|") for line in out.splitlines() if line.startswith("| 1 "))
+    planted = next(line.split("|") for line in out.splitlines() if line.startswith("| 3% labels"))
+    assert code == 0 and identical[2].strip().startswith("0/60") and "none (no test)" in identical[4]
+    assert int(planted[4].split("/")[0]) >= 50 and "none (no test)" in planted[6]  # most 1-vs-1 pairs caught
+    assert "larger than 5, no test" in out
