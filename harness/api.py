@@ -225,7 +225,8 @@ def compare(baseline: str | Path | pd.DataFrame, current: str | Path | pd.DataFr
     """Judge ``current`` against ``baseline`` (record folders or files, or frames from :func:`load_runs`).
 
     ``thresholds`` are ``compare``'s options: ``max_slowdown`` (a fraction, 0.10), ``max_accuracy_drop``
-    (points), ``alpha``, ``metric``, ``ratio``, ``paired`` (None: used when the records allow). Returns the
+    (points, 0.5), ``alpha``, ``metric``, ``ratio``, ``paired`` (None: used when the records allow),
+    ``target_acc`` and ``detect`` (points). Returns the
     :class:`~cifar_bench.results.compare.Comparison`: its ``pairs`` each with a verdict, reasons and the
     statistics behind them, ``regressions``, ``warnings`` and ``notes``.
     """

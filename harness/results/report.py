@@ -2,7 +2,10 @@
 
 Medians and interquartile ranges rather than means and standard deviations:
 a run slowed by a noisy neighbour moves a mean a long way and a median
-hardly at all. Also the table a run or a suite ends with (:func:`run_table`).
+hardly at all. Accuracy, which no neighbour moves, also gets its mean, SD, n
+and 95% interval across seeds, and time to a target its median and olympic
+mean (:mod:`report_accuracy`). Also the table a run or a suite ends with
+(:func:`run_table`).
 """
 
 from __future__ import annotations
