@@ -211,3 +211,17 @@ def test_torchrun_leaves_nothing_in_the_temporary_folder_when_a_rank_fails(tmp_p
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 1 and "plugin 'raises' failed in run_start" in done.stderr, done.stderr
     assert list(temp.iterdir()) == []
+
+
+def test_ctrl_c_during_the_final_evaluation_records_the_finished_training(run_cli, tmp_path, smoke, monkeypatch):
+    from cifar_bench.training import loop
+
+    def stopped(run, parts):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_evaluate", stopped)
+    result = run_cli("run", "baseline", *smoke, "--results-dir", tmp_path / "r")
+    assert result.code == 130, result
+    (written,) = records(tmp_path / "r")
+    assert written["status"] == "interrupted" and written["error"] == "interrupted (Ctrl-C) after training"
+    assert len(written["metrics"]["epoch_loss"]) == 1  # what training measured is kept
