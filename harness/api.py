@@ -102,6 +102,8 @@ class RunOptions:
         for seed in (self.seed, *(self.seeds or ())):
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
                 raise UsageError(f"a seed must be a whole number between 0 and 2**63-1, got {seed!r}")
+        if self.seeds is not None and (self.repeats != 1 or not len(self.seeds)):  # seeds name every run
+            raise UsageError(f"seeds lists every run (got {len(self.seeds)}): leave repeats out, or give seeds")
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> RunOptions:
@@ -231,7 +233,8 @@ def compare(baseline: str | Path | pd.DataFrame, current: str | Path | pd.DataFr
     """Judge ``current`` against ``baseline`` (record folders or files, or frames from :func:`load_runs`).
 
     ``thresholds`` are ``compare``'s options: ``max_slowdown`` (a fraction, 0.10), ``max_accuracy_drop``
-    (points), ``alpha``, ``metric``, ``ratio``, ``paired`` (None: used when the records allow). Returns the
+    (points, 0.5), ``alpha``, ``metric``, ``ratio``, ``paired`` (None: used when the records allow),
+    ``target_acc`` and ``detect`` (points). Returns the
     :class:`~cifar_bench.results.compare.Comparison`: its ``pairs`` each with a verdict, reasons and the
     statistics behind them, ``regressions``, ``warnings`` and ``notes``.
     """

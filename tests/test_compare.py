@@ -78,7 +78,8 @@ def test_single_runs_use_the_threshold_alone_and_say_so(tmp_path, capsys):
     assert code == 0
 
 
-@pytest.mark.parametrize("drop, expected", [(0.03, 1), (0.01, 0)])
+# Every seed of a side scores the same here: the difference is exact (no spread), so the threshold decides.
+@pytest.mark.parametrize("drop, expected", [(0.01, 1), (0.003, 0)])
 def test_accuracy_drop_beyond_the_allowance_fails(tmp_path, capsys, drop, expected):
     code, report, _ = compare(
         tmp_path,

@@ -97,7 +97,6 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     variant = Variant.from_mapping(data)
     world = _section(data, "distributed").get("world_size")
     world_size = world if isinstance(world, int) and not isinstance(world, bool) and world > 1 else 1
-    accuracy = _number(metrics.get("test_accuracy"))
     description = workload.describe(data)
     components = _section(data, "components")
     return {
@@ -132,9 +131,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "eval_img_s": _number(throughput.get("eval_img_s")),
         "energy_j": _number(energy.get("run_j")),
         "train_img_per_j": _number(energy.get("train_img_per_j")),
-        "test_accuracy": accuracy,
-        "test_accuracy_pct": 100 * accuracy,
-        "epoch_loss": _numbers(metrics.get("epoch_loss")),
+        **_metric_fields(metrics),
         **{name: env.get(name) for name in (*ENVIRONMENT_FIELDS, "git_commit", "hostname")},
         "reference_recipe": reference.get("recipe"),
         "reference_run_id": reference.get("run_id"),
@@ -146,6 +143,19 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "partner_run_id": _section(data, "partner").get("run_id"),
         "paired_step_median": _number(_section(data, "paired_ratio").get("step_median")),
         "paired_train_s": _number(_section(data, "paired_ratio").get("train_s")),
+    }
+
+
+def _metric_fields(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Test accuracy (a fraction, and in points), loss per epoch, and run --target-acc's target and time to it."""
+    accuracy = _number(metrics.get("test_accuracy"))
+    return {
+        "test_accuracy": accuracy,
+        "test_accuracy_pct": 100 * accuracy,
+        "epoch_loss": _numbers(metrics.get("epoch_loss")),
+        # run --target-acc: the target (a fraction) and the train seconds to first reach it (NaN: never reached).
+        "target_acc": _number(metrics.get("target_acc")),
+        "time_to_target_s": _number(metrics.get("time_to_target_s")),
     }
 
 

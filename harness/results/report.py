@@ -2,7 +2,10 @@
 
 Medians and interquartile ranges rather than means and standard deviations:
 a run slowed by a noisy neighbour moves a mean a long way and a median
-hardly at all. Also the table a run or a suite ends with (:func:`run_table`).
+hardly at all. Accuracy, which no neighbour moves, also gets its mean, SD, n
+and 95% interval across seeds, and time to a target its median and olympic
+mean (:mod:`report_accuracy`). Also the table a run or a suite ends with
+(:func:`run_table`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from ..errors import UsageError
 from ..hooks.components import COMPONENT_KINDS
 from . import workload
 from .reader import STRUCTURED, flatten
+from .report_accuracy import LABELS as ACCURACY_LABELS
+from .report_accuracy import across_seeds
 from .schema import RunRecord
 
 if TYPE_CHECKING:
@@ -91,6 +96,7 @@ def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) ->
         values = grouped[column]
         table[label] = values.median()
         table[f"{label} IQR"] = values.quantile(0.75) - values.quantile(0.25)
+    table = table.join(across_seeds(runs, keys))  # mean, SD, n and 95% CI of accuracy; time to target
     table = table.reset_index()
     if "workload" in keys:
         within = "recipe" if "recipe" in keys else None
@@ -142,6 +148,7 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
         return table.to_json(orient="records", indent=2) + "\n"
     tablefmt = {"text": "simple", "markdown": "pipe", "latex": "latex_booktabs"}.get(fmt, fmt)
+    table = table.rename(columns=ACCURACY_LABELS)  # "acc mean %" for people; json and csv keep "accuracy_mean"
     shown = table.map(_significant).astype(object)
     shown = shown.where(table.notna(), None)  # NaN prints as an empty cell
     return tabulate(shown, headers="keys", tablefmt=tablefmt, floatfmt="g", showindex=False) + "\n"

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import compare_accuracy
 from ..compare_render import rule
 from .charts import REGRESSION_COLOUR, comparison_chart, measure_chart
 from .history import MACHINE_FIELDS, CommitResult, History, Series, _present, escape
@@ -60,8 +61,8 @@ def _change(commit: CommitResult) -> str:
     parts = []
     if pair.decision is not None:
         parts.append(f"{(pair.decision.estimate.ratio - 1) * 100:+.1f}% train s")
-    if pair.accuracy_change is not None:
-        parts.append(f"{pair.accuracy_change:+.2f} pts acc")
+    if pair.accuracy is not None:  # the mean difference and its test, as compare judges it
+        parts.append(compare_accuracy.short(pair.accuracy))
     return ", ".join(parts) or "–"
 
 
