@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cifar_bench.environment import cpu_model
-from cifar_bench.records import ComponentRef, DatasetInfo, Environment, Metrics, RunRecord, Throughput, Timings
+from cifar_bench.results.schema import ComponentRef, DatasetInfo, Environment, Metrics, RunRecord, Throughput, Timings
+from cifar_bench.training.environment import cpu_model
 
 
 def records(folder: Path, times: list[float]) -> Path:

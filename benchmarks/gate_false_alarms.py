@@ -44,7 +44,7 @@ machine two threads stall on each other whenever a neighbour is busy.
 ``--installs`` gates what a reference recipe cannot: a change to the
 harness itself. Two copies of the project's source are made (side a, the
 base, and side b), and side b's copy is patched so that the harness's own
-training step (``TrainStep.__call__`` in runner.py) first loops for
+training step (``TrainStep.__call__`` in training/step.py) first loops for
 ``--slowdown`` (default 10%) of the CPU time the step before took; every
 comparison runs both copies with ``cifar-bench ab`` (one process each,
 taking turns step by step, ``python -m cifar_bench`` with the copy first on
@@ -74,17 +74,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
-from cifar_bench import manager
-from cifar_bench.cli import main as cli
-from cifar_bench.environment import cpu_model
-from cifar_bench.orchestration import run_with_reference
-from cifar_bench.registry import collect
-from cifar_bench.runner import RunConfig, Session
+from cifar_bench.commands.cli import main as cli
+from cifar_bench.execution.inprocess import InProcess
+from cifar_bench.execution.plan import Plan, PlannedRun, execute
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.environment import cpu_model
+from cifar_bench.training.session import Session
 
 SLOW_PLUGIN = Path(__file__).with_name("slow_plugin.py")
 PLANT_ENV = "CIFAR_BENCH_PLANTED_SLOWDOWN"  # read by slow_plugin.py when its model is built
@@ -149,16 +152,17 @@ def run_sides(session: Session, args: argparse.Namespace, slow: bool, base: Path
     for i, job in enumerate(jobs):
         for folder, slowed in job:
             candidate = config(args, seed=i % args.repeats, candidate=True)
+            planned = PlannedRun(candidate)
+            if (
+                args.reference != "none"
+            ):  # exactly what 'cifar-bench run ... --reference baseline --interleave MODE' does
+                reference = replace(config(args, seed=candidate.seed, candidate=False), role="reference")
+                planned = PlannedRun(candidate, reference, args.reference)
             with planted(args.slowdown if slowed else 0.0):
-                if args.reference == "none":
-                    records = [session.run(candidate)]
-                else:  # exactly what 'cifar-bench run ... --reference baseline --interleave MODE' does
-                    reference = config(args, seed=candidate.seed, candidate=False)
-                    records = list(run_with_reference(session, reference, candidate, args.reference))
-            for record in records:
+                done = execute(Plan((planned,), folder), InProcess(session), session)  # as the command runs and writes
+            for record in done.records:
                 if record.status != "ok":
                     raise SystemExit(f"a run ended {record.status}: {record.error}")
-                session.finish(record, folder)  # as the command writes it
 
 
 @contextlib.contextmanager
@@ -312,12 +316,12 @@ def make_install(root: Path, slowdown: float | None) -> str:
     shutil.copytree(SOURCE / "harness", package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(SOURCE / "plugins", package / "plugins", ignore=shutil.ignore_patterns("__pycache__"))
     if slowdown is not None:
-        runner = package / "runner.py"
-        text = runner.read_text()
+        step = package / "training" / "step.py"
+        text = step.read_text()
         if text.count(STEP_CALL) != 1:
-            raise SystemExit("cannot find TrainStep.__call__ in runner.py to plant the slowdown in")
+            raise SystemExit("cannot find TrainStep.__call__ in training/step.py to plant the slowdown in")
         text = text.replace(STEP_CALL, PLANTED_CALL.format(slowdown=slowdown))
-        runner.write_text(text.replace("\nclass TrainStep:", PLANT_RATE + "\n\nclass TrainStep:"))
+        step.write_text(text.replace("\nclass TrainStep:", PLANT_RATE + "\n\nclass TrainStep:"))
     return f"env PYTHONPATH={shlex.quote(str(root))} {shlex.quote(sys.executable)} -m cifar_bench"
 
 

@@ -21,12 +21,13 @@ import time
 
 import torch
 
-from cifar_bench.batches import TensorBatches
-from cifar_bench.data import TensorSplit
-from cifar_bench.environment import cpu_model
 from cifar_bench.plugins.baseline import Net
-from cifar_bench.runner import TrainStep, evaluate, train_epoch
-from cifar_bench.variants import Variant
+from cifar_bench.results.variant import Variant
+from cifar_bench.training.batches import TensorBatches
+from cifar_bench.training.data import TensorSplit
+from cifar_bench.training.environment import cpu_model
+from cifar_bench.training.loop import evaluate, train_epoch
+from cifar_bench.training.step import TrainStep
 
 BATCH_SIZE = 4  # the baseline's
 LR, MOMENTUM = 0.001, 0.9  # the baseline's SGD

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP = "        self.optimizer.zero_grad()\n"  # the first line of this in harness/runner.py is in TrainStep
+STEP = "        self.optimizer.zero_grad()\n"  # the first line of this in harness/training/step.py is in TrainStep
 RUN = ["run", "baseline", "--dataset", "synthetic", "--limit-train", "400", "--limit-test", "200", "--epochs", "1",
        "--quiet", "--threads", "1", "--no-cpu-tune"]  # fmt: skip
 
@@ -54,7 +54,7 @@ def main() -> None:
     checkouts = []
     for i in range(1, 6):
         if i == 3:
-            runner = clone / "harness" / "runner.py"
+            runner = clone / "harness" / "training" / "step.py"
             text = runner.read_text()
             runner.write_text(text.replace(STEP, f"        time.sleep({args.sleep})  # planted slowdown\n" + STEP, 1))
             git(clone, "commit", "-qam", "Planted slowdown: a sleep in each training step")

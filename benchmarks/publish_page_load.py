@@ -31,9 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cifar_bench.publish import build_history, write_site
-from cifar_bench.records import ComponentRef, DatasetInfo, Environment, Metrics, RunRecord, Throughput, Timings
-from cifar_bench.report import load_runs
+from cifar_bench.results.publish.history import build_history
+from cifar_bench.results.publish.site import write_site
+from cifar_bench.results.reader import load_runs
+from cifar_bench.results.schema import ComponentRef, DatasetInfo, Environment, Metrics, RunRecord, Throughput, Timings
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cifar_bench.environment import cpu_model
+from cifar_bench.training.environment import cpu_model
 
 
 def main() -> None:

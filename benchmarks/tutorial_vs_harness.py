@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cifar_bench.environment import cpu_model
+from cifar_bench.training.environment import cpu_model
 
 HERE = Path(__file__).resolve().parent
 

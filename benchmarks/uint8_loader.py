@@ -18,11 +18,12 @@ import time
 import torch
 from torchvision import transforms
 
-from cifar_bench.batches import TensorBatches, normalize_split
-from cifar_bench.data import TensorSplit
 from cifar_bench.plugins.baseline import Net
-from cifar_bench.runner import TrainStep, evaluate, train_epoch
-from cifar_bench.variants import Variant
+from cifar_bench.results.variant import Variant
+from cifar_bench.training.batches import TensorBatches, normalize_split
+from cifar_bench.training.data import TensorSplit
+from cifar_bench.training.loop import evaluate, train_epoch
+from cifar_bench.training.step import TrainStep
 
 NORMALIZE = transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 CPU = torch.device("cpu")

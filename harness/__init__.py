@@ -1,27 +1,49 @@
 """cifar-bench: a pluggy harness for timing and comparing CIFAR-10 training recipes.
 
-This module is the public API that plugins use; anything not exported here
-may change without notice. Where things live:
+This module is the public API, for plugins and for scripts and notebooks; anything not exported here may
+change without notice. The package is in layers, each importing only the ones below it (checked by
+import-linter, see pyproject.toml):
 
-- a run, from RunConfig to its record: ``runner.Session.run``, then ``Session.finish`` (run_end, write)
-- command line: ``cli``; many runs (repeats, devices, --reference, lockstep, torchrun): ``orchestration``
-- hooks: ``hookspecs``; plugin loading: ``manager``; component resolution: ``registry``
-- the record's schema: ``records``; the identity of its work: ``workload``
-- reading records (report, compare, plot, publish): ``report.load_runs``
+- ``commands``: the ``cifar-bench`` command line (``cli``), one module per command, each its arguments plus
+  one library call; ``console`` (terminal output), ``api`` (``run``, ``runs``, ``load_runs``, ``compare``)
+  and ``pytest_plugin`` (fixtures for plugin authors) just under it.
+- ``execution``: a plan of runs (``plan``) and its backends: in this process (``inprocess``, with
+  ``lockstep`` for a reference run), data-parallel ranks (``torchrun``), a suite's (``suite``, ``local``),
+  a Ray cluster (``ray_cluster``, ``ray_worker``), two installs taking turns (``ab``, ``ab_side``); a command's
+  experiment trackers (``tracking``: ``--track``).
+- ``training``: one run, from its ``config`` to its record: ``session`` (start, run, finish), ``setup``,
+  ``step``, ``loop``, ``state`` (the record builder), ``data``, ``batches``, ``devices``, ``variants``,
+  ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``.
+- ``results``: the record's ``schema`` (``typed`` derives checks from it), ``store`` (files), ``workload``,
+  ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``;
+  accuracy across seeds in ``accuracy_stats`` (with ``student_t``), ``report_accuracy``, ``compare_accuracy``
+  (and ``compare_accuracy_render``), and ``time_power`` (the slowdown the time gate can detect).
+- ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
+  ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
+- under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
-from .components import Dataset, DataSource, Recipe, Transform
 from .errors import DataError, PluginError, UsageError
-from .events import EpochResult, RunInfo, TrainProgress
-from .hookspecs import hookimpl
-from .records import RunRecord
+from .hooks.commands import Command
+from .hooks.components import Dataset, DataSource, Recipe, Transform
+from .hooks.events import EpochResult, RunInfo, TrainProgress
+from .hooks.specs import hookimpl
+from .results.schema import RunRecord
+from .version import __version__
 
-# Exported, but imported on first use: they need torch and torchvision, and importing cifar_bench
+# Exported, but imported on first use: they need torch, torchvision or pandas, and importing cifar_bench
 # (which every command, and the pytest plugin in every test session, does) must not load those.
-_LAZY = {"fingerprint_arrays": "data", "read_image_folder": "data"}
+_LAZY = {
+    "fingerprint_arrays": "training.data",
+    "read_image_folder": "training.data",
+    "run": "api",
+    "runs": "api",
+    "load_runs": "api",
+    "compare": "api",
+    "RunOptions": "api",
+}
 
 
 def __getattr__(name: str):
@@ -34,17 +56,13 @@ def __getattr__(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``cifar-bench`` command in this process; returns its exit code (for plugin tests)."""
-    from .cli import main as cli_main
+    from .commands.cli import main as cli_main
 
     return cli_main(argv)
 
 
-try:
-    __version__ = version("cifar-bench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
 __all__ = [
+    "Command",
     "DataError",
     "DataSource",
     "Dataset",
@@ -52,13 +70,18 @@ __all__ = [
     "PluginError",
     "Recipe",
     "RunInfo",
+    "RunOptions",
     "RunRecord",
     "TrainProgress",
     "Transform",
     "UsageError",
     "__version__",
+    "compare",
     "fingerprint_arrays",
     "hookimpl",
+    "load_runs",
     "main",
     "read_image_folder",
+    "run",
+    "runs",
 ]

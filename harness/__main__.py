@@ -1,5 +1,5 @@
 """``python -m cifar_bench``: the same as the ``cifar-bench`` command."""
 
-from .cli import console
+from .commands.cli import console
 
 console()

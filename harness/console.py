@@ -11,9 +11,9 @@ import time
 
 from tqdm import tqdm
 
-from .events import EpochResult, RunInfo, TrainProgress
-from .hookspecs import hookimpl
-from .records import RunRecord
+from .hooks.events import EpochResult, RunInfo, TrainProgress
+from .hooks.specs import hookimpl
+from .results.schema import RunRecord
 
 #: Seconds between progress lines when stderr is not a terminal (a CI log): lines, not a redrawn bar.
 PLAIN_PROGRESS_EVERY_S = 30.0

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .records import RunRecord
-    from .runner import Session
+    from .results.schema import RunRecord
+    from .training.session import Session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,13 +56,9 @@ def cifar_bench_plugins(request: pytest.FixtureRequest) -> list[str]:
 @pytest.fixture
 def cifar_bench_session(cifar_bench_plugins: list[str]) -> Session:
     """A harness session with the plugins loaded and their components registered."""
-    from . import manager
-    from .registry import collect
-    from .runner import Session
+    from .training.session import Session
 
-    plugins = manager.build(cifar_bench_plugins)
-    plugins.check_broken()
-    return Session(plugins, collect(plugins))
+    return Session.load(cifar_bench_plugins)
 
 
 @pytest.fixture
@@ -73,44 +69,27 @@ def benchmark_recipe(benchmark, cifar_bench_session: Session) -> Callable[..., R
     dataset="synthetic", limit_train=200, limit_test=100, epochs=1, seed=0,
     loader="tensor", **hyperparameters)``. A warm-up run decodes the data
     first, so every timed round does the same work. Returns the last
-    round's :class:`~cifar_bench.records.RunRecord`, and fails the test if
+    round's :class:`~cifar_bench.RunRecord`, and fails the test if
     a run does not finish ``ok``. Training seconds and accuracy go into
     ``benchmark.extra_info``, which pytest-benchmark saves with the timings.
     """
-    from .runner import RunConfig
+    from .api import RunOptions
+    from .execution.inprocess import InProcess
 
-    def run(
-        recipe: str,
-        *,
-        rounds: int = 3,
-        device: str = "cpu",
-        dataset: str | None = "synthetic",
-        limit_train: int | None = 200,
-        limit_test: int | None = 100,
-        epochs: int | None = 1,
-        seed: int = 0,
-        loader: str = "tensor",
-        components: dict[str, str] | None = None,
-        **hyperparameters: Any,
-    ) -> RunRecord:
-        if epochs is not None:
-            hyperparameters["epochs"] = epochs
-        config = RunConfig(
-            recipe=recipe,
-            device=device,
-            seed=seed,
-            loader=loader,
-            hyperparameters=hyperparameters,
-            components=components or {},
-            dataset=dataset,
-            limit_train=limit_train,
-            limit_test=limit_test,
-            cache_dir=None,
-        )
+    def run(recipe: str, *, rounds: int = 3, device: str = "cpu", dataset: str | None = "synthetic",
+            limit_train: int | None = 200, limit_test: int | None = 100, epochs: int | None = 1, seed: int = 0,
+            loader: str = "tensor", components: dict[str, str] | None = None,
+            **hyperparameters: Any) -> RunRecord:  # fmt: skip
+        # The run the same options of the Python API make (without the cache: every round decodes alike).
+        options = RunOptions(device=device, seed=seed, dataset=dataset, limit_train=limit_train, epochs=epochs,
+                             limit_test=limit_test, loader=loader, set=hyperparameters, no_cache=True,
+                             **(components or {}))  # fmt: skip
+        (planned,) = options.request(recipe).plan().runs
         records: list[RunRecord] = []
 
         def once() -> None:
-            record = cifar_bench_session.run(config)
+            (result,) = InProcess(cifar_bench_session).run_one(planned)
+            record = result.record
             if record.status != "ok":
                 pytest.fail(f"{recipe} on {device} ended {record.status}: {record.error}", pytrace=False)
             records.append(record)
@@ -140,56 +119,58 @@ def benchmark_train_step(benchmark, cifar_bench_session: Session) -> Callable[..
     for the device so that queued GPU work is counted. pytest-benchmark
     chooses the number of rounds. Returns the last step's loss.
     """
-    import torch
+    from .training import devices
 
-    from . import devices
-    from .components import Transform
-    from .runner import RunConfig, TrainStep, build, resolve_hyperparameters
-    from .variants import Variant
-
-    def step_bench(
-        recipe: str,
-        *,
-        batch_size: int | None = None,
-        device: str = "cpu",
-        input_shape: tuple[int, ...] = (3, 32, 32),
-        num_classes: int = 10,
-        components: dict[str, str] | None = None,
-        seed: int = 0,
-        **overrides: Any,
-    ) -> float:
+    def step_bench(recipe: str, *, batch_size: int | None = None, device: str = "cpu",
+                   input_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
+                   components: dict[str, str] | None = None, seed: int = 0, **overrides: Any) -> float:  # fmt: skip
         reason = devices.unavailable_reason(device)
         if reason:
             pytest.skip(reason)
-        session = cifar_bench_session
-        spec = session.registry.recipe(recipe)
         if batch_size is not None:
             overrides["batch_size"] = batch_size
-        hp = resolve_hyperparameters(spec, overrides)
-        hp.setdefault("num_classes", num_classes)
-        # The same component resolution and type checks as a real run, without its dataset.
-        entry = session.components(spec, RunConfig(recipe, components=components or {}))
-        target = torch.device(device)
-        torch.manual_seed(seed)
-        transform = build(entry["transform"], Transform, hp)
-        model = build(entry["model"], torch.nn.Module, hp).to(target)
-        loss_fn = build(entry["loss"], torch.nn.Module, hp).to(target)
-        optimizer = build(entry["optimizer"], torch.optim.Optimizer, model.parameters(), hp)
-        generator = torch.Generator().manual_seed(seed)
-        x = torch.rand((hp["batch_size"], *input_shape), generator=generator).to(target)
-        x = transform.normalize(x)
-        y = torch.randint(0, hp["num_classes"], (hp["batch_size"],), generator=generator).to(target)
-        augment_rng = torch.Generator(device=target).manual_seed(seed)
-        train_step = TrainStep(model, loss_fn, optimizer, Variant(), target, transform.augment, augment_rng)
-        model.train()
-
-        def step() -> torch.Tensor:
-            loss = train_step(x, y)
-            devices.synchronize(target)
-            return loss
-
-        loss = benchmark(step)
+        step, batch, hp = _step_on_a_random_batch(cifar_bench_session, recipe, overrides, components or {}, device,
+                                                  input_shape, num_classes, seed)  # fmt: skip
+        loss = benchmark(lambda: step(*batch))
         benchmark.extra_info.update({"recipe": recipe, "device": device, "batch_size": hp["batch_size"]})
         return float(loss)
 
     return step_bench
+
+
+def _step_on_a_random_batch(session: Session, recipe: str, overrides: dict[str, Any], components: dict[str, str],
+                            device: str, input_shape: tuple[int, ...], num_classes: int, seed: int):  # fmt: skip
+    """A recipe's training step (built as a run builds it, without its dataset), a fixed random batch for it, and
+    the resolved hyperparameters. The step waits for the device, so that queued GPU work is counted."""
+    import torch
+
+    from .results.variant import Variant
+    from .training import devices
+    from .training.build import build
+    from .training.config import RunConfig
+    from .training.hyperparameters import resolve
+    from .training.step import TrainStep
+
+    spec = session.registry.recipe(recipe)
+    hp = resolve(spec, overrides)
+    hp.setdefault("num_classes", num_classes)
+    entry = session.components(spec, RunConfig(recipe, components=components))  # a run's resolution and checks
+    target = torch.device(device)
+    torch.manual_seed(seed)
+    transform = build(entry["transform"], hp)
+    model = build(entry["model"], hp).to(target)
+    loss_fn = build(entry["loss"], hp).to(target)
+    optimizer = build(entry["optimizer"], model.parameters(), hp)
+    generator = torch.Generator().manual_seed(seed)
+    x = transform.normalize(torch.rand((hp["batch_size"], *input_shape), generator=generator).to(target))
+    y = torch.randint(0, hp["num_classes"], (hp["batch_size"],), generator=generator).to(target)
+    augment_rng = torch.Generator(device=target).manual_seed(seed)
+    train_step = TrainStep(model, loss_fn, optimizer, Variant(), target, transform.augment, augment_rng)
+    model.train()
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = train_step(x, y)
+        devices.synchronize(target)
+        return loss
+
+    return step, (x, y), hp

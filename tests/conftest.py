@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_bench import cli
+from cifar_bench.commands import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"

@@ -5,15 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cifar_bench.records import (
-    ComponentRef,
-    DatasetInfo,
-    Environment,
-    Metrics,
-    RunRecord,
-    Throughput,
-    Timings,
-)
+from cifar_bench.results.schema import ComponentRef, DatasetInfo, Environment, Metrics, RunRecord, Throughput, Timings
 
 _counter = iter(range(10**6))
 

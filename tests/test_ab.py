@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_bench import ab
+from cifar_bench.execution import ab, ab_protocol
+from cifar_bench.results.schema import PairedRatio
 
 FAKE_SIDE = Path(__file__).with_name("ab_fake_side.py")
 
@@ -149,7 +150,9 @@ def test_a_partner_that_never_answers_times_out(run_cli, tmp_path, pids):
 def test_a_side_speaking_another_protocol_version_is_refused(run_cli, tmp_path, pids):
     result = run_fakes(run_cli, tmp_path, fake_side("good"), fake_side("version"))
     assert result.code == 2, result
-    assert f"speaks lockstep protocol 99, this cifar-bench ({ab.__version__}) speaks {ab.PROTOCOL}" in result.err
+    assert (
+        f"speaks lockstep protocol 99, this cifar-bench ({ab.__version__}) speaks {ab_protocol.PROTOCOL}" in result.err
+    )
     assert_reaped(pids)
 
 
@@ -190,10 +193,10 @@ def test_bad_ab_usage_is_one_line_and_exit_2(run_cli, tmp_path):
                  ("--a", "x", "--b", "y", "--", "run", "baseline", "--results-dir", "r")):  # fmt: skip
         result = run_cli("ab", *args)
         assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result
-    assert run_cli("ab", "--protocol").out.strip() == str(ab.PROTOCOL)
+    assert run_cli("ab", "--protocol").out.strip() == str(ab_protocol.PROTOCOL)
 
 
 def test_paired_ratio_pairs_step_k_with_step_k_and_skips_unpaired_steps():
-    ratio = ab.paired_ratio([None, 2.0, 4.0, 3.0], [None, 1.0, 2.0])
-    assert ratio == {"train_s": 2.0, "step_median": 2.0, "steps": 2}
-    assert ab.paired_ratio([None], [None]) is None
+    ratio = ab_protocol.paired_ratio([None, 2.0, 4.0, 3.0], [None, 1.0, 2.0])
+    assert ratio == PairedRatio(train_s=2.0, step_median=2.0, steps=2)
+    assert ab_protocol.paired_ratio([None], [None]) is None

@@ -4,9 +4,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifar_bench import manager
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
 from cifar_bench.plugins.baseline import Net
-from cifar_bench.registry import collect
 
 
 def registry():

@@ -8,8 +8,8 @@ import math
 import pytest
 from record_factory import record, write
 
-from cifar_bench import stats
-from cifar_bench.cli import main
+from cifar_bench.commands.cli import main
+from cifar_bench.results import stats
 
 NOISY = [10.0, 14.0, 9.0, 13.0, 11.0]  # a shared runner: seconds wander by a third
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from cifar_bench import console
-from cifar_bench.events import RunInfo, TrainProgress
+from cifar_bench.hooks.events import RunInfo, TrainProgress
 
 RUN = RunInfo(run_id="r1", recipe="baseline", device="cpu", loader="tensor", hyperparameters={}, dataset="synthetic",
               train_size=400, test_size=100, steps_per_epoch=100, epochs=2)  # fmt: skip

@@ -2,9 +2,12 @@
 
 import torch
 
-from cifar_bench import cpu_tuning, hookimpl, manager
-from cifar_bench.registry import collect
-from cifar_bench.runner import RunConfig, Session
+from cifar_bench import hookimpl
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
+from cifar_bench.training import tuning as cpu_tuning
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.session import Session
 
 SMALL = dict(dataset="synthetic", limit_train=200, limit_test=50, cache_dir=None)
 
@@ -29,30 +32,30 @@ def session_with(spy):
 def test_training_uses_the_settings_tuning_chose_and_the_process_gets_its_own_back():
     spy = Spy()
     before = cpu_tuning.current()
-    record = session_with(spy).run(RunConfig("baseline", **SMALL))
+    record = session_with(spy).run(RunConfig("baseline", **SMALL)).record
     assert record.status == "ok"
     cpu = record.cpu
-    assert len(cpu["tuned_ms_per_step"]) == len(cpu_tuning.candidates())
-    assert all(ms > 0 for ms in cpu["tuned_ms_per_step"].values())
-    chosen = min(cpu["tuned_ms_per_step"], key=cpu["tuned_ms_per_step"].get)
-    assert chosen == cpu_tuning.CpuSettings(cpu["threads"], cpu["onednn"]).label
-    assert spy.seen == {(cpu["threads"], cpu["onednn"])}
+    assert len(cpu.tuned_ms_per_step) == len(cpu_tuning.candidates())
+    assert all(ms > 0 for ms in cpu.tuned_ms_per_step.values())
+    chosen = min(cpu.tuned_ms_per_step, key=cpu.tuned_ms_per_step.get)
+    assert chosen == cpu_tuning.CpuSettings(cpu.threads, cpu.onednn).label
+    assert spy.seen == {(cpu.threads, cpu.onednn)}
     assert cpu_tuning.current() == before
 
 
 def test_tuning_changes_speed_never_results():
-    tuned = session_with(Spy()).run(RunConfig("baseline", seed=3, **SMALL))
-    plain = session_with(Spy()).run(RunConfig("baseline", seed=3, cpu_tune=False, **SMALL))
-    assert plain.cpu["tuned_ms_per_step"] is None
+    tuned = session_with(Spy()).run(RunConfig("baseline", seed=3, **SMALL)).record
+    plain = session_with(Spy()).run(RunConfig("baseline", seed=3, cpu_tune=False, **SMALL)).record
+    assert plain.cpu.tuned_ms_per_step is None
     # Other kernels round differently, so losses agree closely rather than bit for bit.
     for a, b in zip(tuned.metrics.epoch_loss, plain.metrics.epoch_loss, strict=True):
         assert abs(a - b) < 1e-3
 
 
 def test_fixed_threads_leave_only_the_kernels_to_tune():
-    record = session_with(Spy()).run(RunConfig("baseline", threads=1, **SMALL))
-    assert record.cpu["threads"] == 1
-    assert all(label.startswith("1 thread,") for label in record.cpu["tuned_ms_per_step"])
+    record = session_with(Spy()).run(RunConfig("baseline", threads=1, **SMALL)).record
+    assert record.cpu.threads == 1
+    assert all(label.startswith("1 thread,") for label in record.cpu.tuned_ms_per_step)
 
 
 def test_the_fastest_candidate_wins():
@@ -75,7 +78,7 @@ def test_a_decision_measured_beside_other_work_says_so_whenever_it_is_used(tmp_p
     measured = cpu_tuning.decide(lambda: None, [slow, fast], "k", tmp_path)
     assert measured.others_share == 0.5 and measured.busy
     assert "other work took 50% of the CPU: --retune on a quiet machine" in measured.describe()
-    assert measured.to_record()["others_cpu_share"] == 0.5 and measured.to_record()["busy"] is True
+    assert measured.to_record().others_cpu_share == 0.5 and measured.to_record().busy is True
 
     kept = cpu_tuning.decide(lambda: None, [slow, fast], "k", tmp_path)  # a later run, on a quiet machine
     assert kept.how == "kept" and kept.busy and "kept from" in kept.describe() and "quiet machine" in kept.describe()

@@ -7,11 +7,20 @@ from typing import ClassVar
 import pytest
 import torch
 
-from cifar_bench import cuda_graphs, manager, meters, runner
-from cifar_bench.registry import collect
-from cifar_bench.runner import RunConfig, Session, TrainStep, train_epoch
-from cifar_bench.timing import PhaseTimer
-from cifar_bench.variants import Variant, unsupported_reason
+from cifar_bench.errors import UsageError
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
+from cifar_bench.results.schema import CudaInfo, EnergyInfo
+from cifar_bench.results.variant import Variant
+from cifar_bench.training import cuda_graphs, meters
+from cifar_bench.training import session as session_module
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.loop import train_epoch
+from cifar_bench.training.session import Session
+from cifar_bench.training.step import TrainStep
+from cifar_bench.training.timing import PhaseTimer
+from cifar_bench.training.variants import unsupported_reason
+from cifar_bench.training.world import World
 
 CUDA = torch.device("cuda")
 
@@ -53,7 +62,7 @@ def test_cudnn_is_left_alone_off_cuda(cudnn_flags):
 )
 def test_cuda_graph_combinations_that_cannot_run_are_skipped_with_the_reason(variant, device, reason, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr("cifar_bench.variants._autocast_problem", lambda device, dtype: None)
+    monkeypatch.setattr("cifar_bench.training.variants._autocast_problem", lambda device, dtype: None)
     assert reason in unsupported_reason(variant, torch.device(device))
 
 
@@ -94,7 +103,7 @@ def graphed_run(monkeypatch, cuda_graph: bool, recipe: str = "baseline", **hp):
     fake = FakeGraphs(phase)
     monkeypatch.setattr(PhaseTimer, "phase", tracking_phase)
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake)
-    monkeypatch.setattr(runner, "unsupported_reason", lambda variant, device: None)
+    monkeypatch.setattr(session_module, "unsupported_reason", lambda variant, device: None)
     steps = []
     real_init = TrainStep.__init__
 
@@ -105,7 +114,7 @@ def graphed_run(monkeypatch, cuda_graph: bool, recipe: str = "baseline", **hp):
     monkeypatch.setattr(TrainStep, "__init__", keep)
     config = RunConfig(recipe, dataset="synthetic", limit_train=202, limit_test=20, cache_dir=None, cpu_tune=False,
                        variant=Variant(cuda_graph=cuda_graph), hyperparameters={"epochs": 2, **hp})  # fmt: skip
-    record = session().run(config)
+    record = session().run(config).record
     assert record.status == "ok", record.error
     return record, fake, steps[0]
 
@@ -137,8 +146,8 @@ def test_a_model_that_fits_itself_on_its_first_batch_still_does_so_under_graphs(
 
 def test_graphed_steps_refuse_data_parallel_runs():
     model = torch.nn.Linear(2, 2)
-    world = runner.distributed.World(rank=0, size=2, backend="gloo")
-    with pytest.raises(runner.UsageError, match="--cuda-graph runs in one process"):
+    world = World(rank=0, size=2, backend="gloo")
+    with pytest.raises(UsageError, match="--cuda-graph runs in one process"):
         TrainStep(model, torch.nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1), Variant(cuda_graph=True),
                   torch.device("cpu"), None, None, world)  # fmt: skip
 
@@ -204,20 +213,20 @@ def test_a_cuda_run_records_event_seconds_and_its_settings(monkeypatch):
         FakeEvent.clock[0] += 1.5
     settings = {"cudnn_benchmark": True, "cuda_graph": False, "graphed_shapes": [], "eager_steps": None}
     recorded = meters.cuda_record(run, settings)
-    assert recorded == {**settings, "event_s": {"train": pytest.approx(1.5)}}
-    assert meters.energy_record(run, 100) == {"source": None, "reason": "no counter here"}
+    assert recorded == CudaInfo(**settings, event_s={"train": pytest.approx(1.5)})
+    assert meters.energy_record(run, 100) == EnergyInfo(source=None, reason="no counter here")
 
 
 def test_a_cpu_run_has_no_cuda_section():
     record = session().run(RunConfig("baseline", dataset="synthetic", limit_train=20, limit_test=10,
-                                     cache_dir=None, hyperparameters={"epochs": 1}))  # fmt: skip
+                                     cache_dir=None, hyperparameters={"epochs": 1})).record  # fmt: skip
     assert record.status == "ok" and record.cuda is None and record.cuda_graph is False
-    assert set(record.energy) >= {"source", "reason"}
+    assert record.energy.source is not None or record.energy.reason
 
 
 def test_what_observers_cost_at_the_edges_and_pauses_is_billed_to_no_phase(monkeypatch):
     now = [0.0]
-    monkeypatch.setattr("cifar_bench.timing.time.perf_counter", lambda: now[0])
+    monkeypatch.setattr("cifar_bench.training.timing.time.perf_counter", lambda: now[0])
 
     class Slow:  # an observer that takes a second at every edge
         def start(self, phase):

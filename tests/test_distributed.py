@@ -15,9 +15,10 @@ import sys
 import pytest
 import torch
 
-from cifar_bench.batches import TensorBatches
-from cifar_bench.data import TensorSplit
-from cifar_bench.distributed import World, first_error
+from cifar_bench.execution.torchrun import first_error
+from cifar_bench.training.batches import TensorBatches
+from cifar_bench.training.data import TensorSplit
+from cifar_bench.training.world import World
 
 # 192 images = 24 global batches of 8: every rank gets 4 images of each, nothing is dropped.
 SMALL = ("--dataset", "synthetic", "--limit-train", "192", "--limit-test", "50", "--epochs", "2",
@@ -140,8 +141,8 @@ def test_ranks_split_each_global_batch_of_one_permutation_into_equal_blocks(n, b
 
 def test_the_record_says_what_an_uneven_split_drops_or_pads():
     world = World(rank=0, size=2, backend="gloo")
-    assert world.describe(8, 29, "tensor")["dropped_per_epoch"] == 1  # 29 % 8 = 5 -> 4 shared, 1 dropped
-    assert world.describe(8, 29, "dataloader")["padded_per_epoch"] == 1  # DistributedSampler repeats one
+    assert world.describe(8, 29, "tensor").dropped_per_epoch == 1  # 29 % 8 = 5 -> 4 shared, 1 dropped
+    assert world.describe(8, 29, "dataloader").padded_per_epoch == 1  # DistributedSampler repeats one
     assert World().describe(8, 29, "tensor") is None
 
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 import sys
 import time
 import types
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from cifar_bench import energy, manager
-from cifar_bench.registry import collect
-from cifar_bench.report import load_runs, summarize
-from cifar_bench.runner import RunConfig, Session
-from cifar_bench.timing import PhaseTimer
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
+from cifar_bench.results.reader import load_runs
+from cifar_bench.results.report import summarize
+from cifar_bench.results.schema import EnergyInfo
+from cifar_bench.training import energy
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.session import Session
+from cifar_bench.training.timing import PhaseTimer
 from tests.record_factory import record, write
 
 
@@ -59,7 +64,7 @@ def test_nvml_gives_joules_per_phase_mean_utilization_and_images_per_joule():
     with timer.phase("eval"):
         nvml.utilization = 30
         nvml.energy_mj += 10_000
-    result = meter.record(images_trained=50_000)
+    result = asdict(meter.record(images_trained=50_000))
     assert result["source"] == "nvml" and result["reason"] is None and "NVIDIA H200" in result["scope"]
     assert result["phase_j"] == {"warmup": 5.0, "train": 200.0, "eval": 10.0}
     assert result["run_j"] == 215.0
@@ -109,7 +114,7 @@ def test_rapl_sums_the_packages_and_follows_the_counter_across_its_wrap(tmp_path
     set_uj(root, 0, 50_000)  # wrapped at 1,000,000: +0.1 J
     set_uj(root, 1, 400_000)  # +0.3 J
     meter.stop("train")
-    result = meter.record(images_trained=45)
+    result = asdict(meter.record(images_trained=45))
     assert result["source"] == "rapl" and "intel-rapl:0, intel-rapl:1" in result["scope"]
     assert result["phase_j"]["train"] == pytest.approx(0.45)
     assert result["train_img_per_j"] == pytest.approx(100)
@@ -137,10 +142,10 @@ def test_a_cpu_run_records_energy_per_phase_from_rapl(tmp_path, monkeypatch):
     plugins = manager.build()
     config = RunConfig("baseline", dataset="synthetic", limit_train=40, limit_test=20, cache_dir=None,
                        hyperparameters={"epochs": 1})  # fmt: skip
-    result = Session(plugins, collect(plugins)).run(config)
+    result = Session(plugins, collect(plugins)).run(config).record
     assert result.status == "ok", result.error
-    assert result.energy["source"] == "rapl"
-    assert set(result.energy["phase_j"]) == {"setup", "warmup", "train", "eval"}
+    assert result.energy.source == "rapl"
+    assert set(result.energy.phase_j) == {"setup", "warmup", "train", "eval"}
 
 
 def test_a_cpu_run_without_rapl_records_null_and_why(tmp_path, monkeypatch):
@@ -148,9 +153,9 @@ def test_a_cpu_run_without_rapl_records_null_and_why(tmp_path, monkeypatch):
     plugins = manager.build()
     config = RunConfig("baseline", dataset="synthetic", limit_train=40, limit_test=20, cache_dir=None,
                        hyperparameters={"epochs": 1})  # fmt: skip
-    result = Session(plugins, collect(plugins)).run(config)
-    assert result.energy == {"source": None, "reason": f"no RAPL package counters in {tmp_path} "
-                             "(not exposed on this machine, or a VM hides them)"}  # fmt: skip
+    result = Session(plugins, collect(plugins)).run(config).record
+    reason = f"no RAPL package counters in {tmp_path} (not exposed on this machine, or a VM hides them)"
+    assert result.energy == EnergyInfo(source=None, reason=reason)
 
 
 def test_report_shows_joules_per_run_and_images_per_joule_when_measured(tmp_path):

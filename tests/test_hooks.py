@@ -8,15 +8,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 
 import pytest
 import torch
 
-from cifar_bench import Recipe, Transform, hookimpl, manager
+from cifar_bench import Recipe, Transform, hookimpl, main
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
 from cifar_bench.plugins.datasets import make_synthetic
-from cifar_bench.records import ComponentRef
-from cifar_bench.registry import collect
-from cifar_bench.runner import RunConfig, Session
+from cifar_bench.results.schema import ComponentRef
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.session import Session
 
 TRAIN, TEST, BATCH = 200, 50, 20  # images, images, images per step: 10 steps an epoch
 
@@ -43,10 +46,10 @@ def run(cache_dir, results_dir):
         config.setdefault("limit_train", TRAIN)
         config.setdefault("limit_test", TEST)
         hp = {"epochs": epochs, "batch_size": BATCH, **config.pop("hyperparameters", {})}
-        record = session.run(RunConfig(recipe=recipe, hyperparameters=hp, cache_dir=cache_dir, **config))
-        assert record.status == "ok", record.error
-        session.finish(record, results_dir)
-        return record
+        result = session.run(RunConfig(recipe=recipe, hyperparameters=hp, cache_dir=cache_dir, **config))
+        assert result.record.status == "ok", result.record.error
+        session.finish(result, results_dir)
+        return result.record
 
     return run_with
 
@@ -267,3 +270,74 @@ def test_hook_run_end(observed, results_dir):
     assert finished is record and finished.metrics.test_accuracy is not None
     written = json.loads((results_dir / f"{record.run_id}.json").read_text())
     assert written == json.loads(json.dumps(finished.to_dict()))  # exactly what run_end saw
+
+
+def test_hook_register_commands(tmp_path, capsys, monkeypatch):
+    """A plugin's command is listed by --help beside the built-in ones, runs as they do, and can fail as they do."""
+    monkeypatch.setenv(manager.AUTOLOAD_ENV, "1")
+    plugin = tmp_path / "commands_plugin.py"
+    plugin.write_text(
+        "from cifar_bench import Command, UsageError, hookimpl\n"
+        "def add(parser):\n"
+        "    parser.add_argument('word')\n"
+        "def echo(args):\n"
+        "    if args.word == 'bad':\n"
+        "        raise UsageError('bad word: say another')\n"
+        "    print(args.word.upper())\n"
+        "    return 3\n"
+        "@hookimpl\n"
+        "def register_commands(register):\n"
+        "    register(Command('echo', 'say a word louder', add, echo))\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["-p", str(plugin), "--help"])
+    listing = capsys.readouterr().out
+    assert "echo" in listing and "say a word louder" in listing and "compare" in listing
+    assert main(["-p", str(plugin), "echo", "hi"]) == 3
+    assert capsys.readouterr().out.strip() == "HI"
+    assert main(["-p", str(plugin), "echo", "bad"]) == 2
+    assert capsys.readouterr().err.strip() == "cifar-bench: error: bad word: say another"
+    assert main(["echo", "hi"]) == 2  # without the plugin there is no such command
+    clash = tmp_path / "clash.py"
+    clash.write_text(
+        "from cifar_bench import Command, hookimpl\n"
+        "@hookimpl\n"
+        "def register_commands(register):\n"
+        "    register(Command('report', 'mine', lambda parser: None, lambda args: 0))\n"
+    )
+    assert main(["-p", str(clash), "plugins"]) == 0  # the other commands still work
+    assert "command 'report' is registered by both plugin 'commands' and plugin 'clash'" in capsys.readouterr().err
+
+
+def test_hook_register_trackers(tmp_path, capsys, monkeypatch):
+    """A plugin's tracker is listed, made once per command with its argument, told of the run, then closed."""
+    monkeypatch.setenv(manager.AUTOLOAD_ENV, "1")
+    plugin = tmp_path / "trackers_plugin.py"
+    plugin.write_text(
+        "from cifar_bench import hookimpl\n"
+        "seen = []\n"
+        "class Probe:\n"
+        "    def __init__(self, argument):\n"
+        "        seen.append(('made', argument))\n"
+        "    def run_start(self, run):\n"
+        "        seen.append(('run_start', run.run_id))\n"
+        "    def run_end(self, run, record):\n"
+        "        seen.append(('run_end', record.run_id, record.status))\n"
+        "    def close(self):\n"
+        "        seen.append(('close',))\n"
+        "@hookimpl\n"
+        "def register_trackers(register):\n"
+        "    register('probe', Probe, 'writes down what it is told')\n"
+    )
+    assert main(["-p", str(plugin), "list"]) == 0
+    assert "probe" in capsys.readouterr().out
+    results = tmp_path / "results"
+    argv = ["run", "baseline", "--dataset", "synthetic", "--limit-train", str(TRAIN), "--limit-test", str(TEST),
+            "--epochs", "1", "--threads", "1", "--quiet", "--results-dir", str(results)]  # fmt: skip
+    assert main(["-p", str(plugin), *argv, "--track", "probe=here"]) == 0
+    (written,) = results.glob("*.json")
+    run_id = json.loads(written.read_text())["run_id"]
+    seen = sys.modules["cifar_bench_local_trackers_plugin"].seen
+    assert seen == [("made", "here"), ("run_start", run_id), ("run_end", run_id, "ok"), ("close",)]
+    assert main(["-p", str(plugin), *argv, "--track", "prob"]) == 2  # a name no plugin registers
+    assert "unknown tracker 'prob': did you mean 'probe'?" in capsys.readouterr().err

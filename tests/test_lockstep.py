@@ -11,12 +11,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifar_bench import Recipe, hookimpl, lockstep, manager
+from cifar_bench import Recipe, hookimpl
+from cifar_bench.execution import lockstep
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
 from cifar_bench.plugins.baseline import Net
-from cifar_bench.records import RunRecord
-from cifar_bench.registry import collect
-from cifar_bench.runner import RunConfig, Session
-from cifar_bench.timing import PhaseTimer
+from cifar_bench.results.schema import RunRecord
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.session import Session
+from cifar_bench.training.state import RunResult
+from cifar_bench.training.timing import PhaseTimer
 
 # -- the baton ------------------------------------------------------------------------------
 
@@ -30,7 +34,7 @@ def players(log: list, steps: list[int], fail_at: dict[int, int] | None = None):
                 raise ValueError(f"player {i} broke")
             log.append(i)
             turn()
-        return FakeRecord("ok")
+        return FakeResult("ok")
 
     return run
 
@@ -40,11 +44,15 @@ class FakeRecord(RunRecord):
         self.status = status
 
 
+def FakeResult(status: str) -> RunResult:
+    return RunResult(FakeRecord(status), None)
+
+
 def test_players_alternate_one_step_each_and_the_longer_one_finishes_alone():
     log = []
     records = lockstep.run_lockstep(players(log, [3, 5]), 2)
     assert log == [0, 1, 0, 1, 0, 1, 1, 1]
-    assert [r.status for r in records] == ["ok", "ok"]
+    assert [r.record.status for r in records] == ["ok", "ok"]
 
 
 def test_a_run_that_raises_stops_the_other_and_the_error_reaches_the_caller():
@@ -66,11 +74,11 @@ def test_an_interrupted_run_interrupts_the_other():
                 turn()
             except KeyboardInterrupt:
                 seen.append(i)
-                return FakeRecord("interrupted")  # what Session.run records on Ctrl-C
-        return FakeRecord("ok")
+                return FakeResult("interrupted")  # what Session.run records on Ctrl-C
+        return FakeResult("ok")
 
     records = lockstep.run_lockstep(run, 2)
-    assert [r.status for r in records] == ["interrupted", "interrupted"] and seen == [0, 1]
+    assert [r.record.status for r in records] == ["interrupted", "interrupted"] and seen == [0, 1]
     assert log == [0, 1, 0, 1, 0]
 
 
@@ -86,7 +94,7 @@ def test_only_one_player_works_at_a_time():
             with busy:
                 pass
             turn()
-        return FakeRecord("ok")
+        return FakeResult("ok")
 
     lockstep.run_lockstep(run, 2)
     assert overlaps == []
@@ -100,7 +108,7 @@ def test_players_share_one_core_while_they_play_and_the_caller_gets_its_cores_ba
     def run(i, turn):
         seen[i] = os.sched_getaffinity(0)
         turn()
-        return FakeRecord("ok")
+        return FakeResult("ok")
 
     lockstep.run_lockstep(run, 2, core=core)
     assert seen == {0: {core}, 1: {core}}
@@ -123,7 +131,7 @@ def test_a_shared_core_only_with_one_thread_and_no_loader_workers(monkeypatch):
 
 def test_time_paused_is_billed_to_no_phase(monkeypatch):
     clock = iter([0.0, 1.0, 4.0, 5.0])  # phase starts, pause starts, pause ends, phase ends
-    monkeypatch.setattr("cifar_bench.timing.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("cifar_bench.training.timing.time.perf_counter", lambda: next(clock))
     events = []
     timer = PhaseTimer(lambda: events.append("sync"))
     with timer.phase("train"), timer.paused():
@@ -176,9 +184,9 @@ def config(seed: int) -> RunConfig:
 
 def test_runs_in_lockstep_alternate_steps_and_train_exactly_as_they_would_alone(session):
     session, log = session
-    alone = [session.run(config(seed)) for seed in (1, 2)]
+    alone = [session.run(config(seed)).record for seed in (1, 2)]
     log.clear()
-    together = lockstep.run_lockstep(lambda i, turn: session.run(config(i + 1), turn=turn), 2)
+    together = [r.record for r in lockstep.run_lockstep(lambda i, turn: session.run(config(i + 1), turn=turn), 2)]
     # Run 0 warms up and takes its first step, run 1 warms up (one forward each); from then on, training
     # forwards alternate between the two threads.
     training = log[log.index("lockstep-1") + 1 :]
@@ -195,7 +203,7 @@ def test_a_run_that_fails_mid_training_leaves_and_the_other_finishes(session):
     lr_nan = RunConfig("dropout", seed=1, limit_train=200, limit_test=50, cache_dir=None, cpu_tune=False,
                        hyperparameters={"lr": 1e30})  # fmt: skip
     diverged, ok = lockstep.run_lockstep(lambda i, turn: session.run((lr_nan, config(2))[i], turn=turn), 2)
-    assert diverged.status == "diverged" and ok.status == "ok"
+    assert diverged.record.status == "diverged" and ok.record.status == "ok"
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import cifar_bench
-from cifar_bench import hookspecs, manager
-from cifar_bench.components import COMPONENT_KINDS
-from cifar_bench.registry import collect
+from cifar_bench.hooks import manager
+from cifar_bench.hooks import specs as hookspecs
+from cifar_bench.hooks.components import COMPONENT_KINDS
+from cifar_bench.hooks.registry import collect
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "writing-plugins.md"
@@ -74,7 +75,15 @@ def test_hook_docs_example_loads_and_implements_the_hook(hook, tmp_path, monkeyp
     collect(plugins)  # registers without clashing with the built-ins
 
 
-@pytest.mark.parametrize("name", sorted(manager.DEFAULT_PLUGINS))
+#: The built-in plugins kept in plugins/ (the built-in commands plugin is the command line's own, in the core).
+COMPONENT_PLUGINS = sorted(n for n, m in manager.DEFAULT_PLUGINS.items() if m.startswith("cifar_bench.plugins."))
+
+
+def test_the_component_plugins_are_found():
+    assert {"baseline", "datasets"} <= set(COMPONENT_PLUGINS)
+
+
+@pytest.mark.parametrize("name", COMPONENT_PLUGINS)
 def test_built_in_plugins_use_only_the_public_api(name):
     path = ROOT / "plugins" / f"{manager.DEFAULT_PLUGINS[name].rpartition('.')[2]}.py"
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

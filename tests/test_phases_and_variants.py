@@ -6,11 +6,16 @@ import textwrap
 import pytest
 import torch
 
-from cifar_bench import manager, runner
-from cifar_bench.registry import collect
-from cifar_bench.runner import RunConfig, Session, TrainStep
-from cifar_bench.timing import PhaseTimer
-from cifar_bench.variants import Variant, unsupported_reason
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
+from cifar_bench.results.variant import Variant
+from cifar_bench.training import session as session_module
+from cifar_bench.training import step as step_module
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.session import Session
+from cifar_bench.training.step import TrainStep
+from cifar_bench.training.timing import PhaseTimer
+from cifar_bench.training.variants import unsupported_reason
 
 
 def records(folder):
@@ -47,12 +52,12 @@ def test_compilation_happens_in_warmup_never_in_train_or_eval(monkeypatch):
         return wrapper
 
     monkeypatch.setattr(PhaseTimer, "phase", tracking_phase)
-    monkeypatch.setattr(runner.torch, "compile", fake_compile)
-    monkeypatch.setattr(runner, "unsupported_reason", lambda variant, device: None)
+    monkeypatch.setattr(step_module.torch, "compile", fake_compile)
+    monkeypatch.setattr(session_module, "unsupported_reason", lambda variant, device: None)
     # 202 images in batches of 4 end with a batch of 2; 50 test images in batches of 16 end with 2.
     config = RunConfig("baseline", variant=Variant(compile=True), hyperparameters={"epochs": 2, "eval_batch_size": 16},
                        **{**SMALL, "limit_train": 202})  # fmt: skip
-    record = session().run(config)
+    record = session().run(config).record
     assert record.status == "ok", record.error
     assert record.compile is True
     assert set(first_seen.values()) == {"warmup"}, first_seen
@@ -92,9 +97,9 @@ def test_repeats_use_successive_seeds_and_the_table_shows_median_and_iqr(run_cli
 
 def test_same_seed_same_losses_and_other_seed_other_losses():
     s = session()
-    a = s.run(RunConfig("baseline", seed=1, **SMALL))
-    b = s.run(RunConfig("baseline", seed=1, **SMALL))
-    c = s.run(RunConfig("baseline", seed=2, **SMALL))
+    a = s.run(RunConfig("baseline", seed=1, **SMALL)).record
+    b = s.run(RunConfig("baseline", seed=1, **SMALL)).record
+    c = s.run(RunConfig("baseline", seed=2, **SMALL)).record
     assert a.metrics.epoch_loss == b.metrics.epoch_loss
     assert a.metrics.epoch_loss != c.metrics.epoch_loss
 
@@ -113,18 +118,18 @@ def test_a_variant_the_device_cannot_run_is_skipped_with_a_reason(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     reason = unsupported_reason(Variant(compile=True), torch.device("cpu"))
     assert "C++ compiler" in reason
-    record = session().run(RunConfig("baseline", variant=Variant(compile=True), **SMALL))
+    record = session().run(RunConfig("baseline", variant=Variant(compile=True), **SMALL)).record
     assert record.status == "skipped" and "C++ compiler" in record.error
 
 
 def test_time_to_target_is_train_time_at_the_first_epoch_that_reaches_it():
     s = session()
-    reached = s.run(RunConfig("baseline", target_acc=0.01, hyperparameters={"epochs": 3}, **SMALL))
+    reached = s.run(RunConfig("baseline", target_acc=0.01, hyperparameters={"epochs": 3}, **SMALL)).record
     m = reached.metrics
     assert len(m.epoch_accuracy) == 3 and m.epoch_accuracy[0] >= 0.01
     assert m.time_to_target_s == pytest.approx(reached.timings.epoch_train_s[0])
     assert reached.timings.epoch_eval_s > 0  # evaluated after epochs 1 and 2, outside train time
-    never = s.run(RunConfig("baseline", target_acc=1.0, hyperparameters={"epochs": 2}, **SMALL))
+    never = s.run(RunConfig("baseline", target_acc=1.0, hyperparameters={"epochs": 2}, **SMALL)).record
     assert never.metrics.time_to_target_s is None
 
 

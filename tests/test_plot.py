@@ -9,9 +9,9 @@ import pytest
 from record_factory import record as make_record
 from record_factory import write
 
-from cifar_bench.cli import main
-from cifar_bench.plot import draw
-from cifar_bench.report import load_runs
+from cifar_bench.commands.cli import main
+from cifar_bench.results.plot import draw
+from cifar_bench.results.reader import load_runs
 
 
 def record(recipe: str, device: str, train_s: float, accuracy: float, **extra) -> dict:

@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifar_bench import UsageError, manager
-from cifar_bench.cli import main
+from cifar_bench import UsageError
+from cifar_bench.commands.cli import main
+from cifar_bench.hooks import manager
 from cifar_bench.plugins import airbench, augment, losses, optimizers, resnet, schedules
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar_bench import PluginError, manager
-from cifar_bench.cli import main
+from cifar_bench import PluginError
+from cifar_bench.commands.cli import main
+from cifar_bench.hooks import manager
 
 TINY_RUN = ["--dataset", "synthetic", "--limit-train", "40", "--limit-test", "20", "--epochs", "1",
             "--batch-size", "20", "--quiet", "--no-cache"]  # fmt: skip

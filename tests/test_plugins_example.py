@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_bench import manager
-from cifar_bench.cli import main
+from cifar_bench.commands.cli import main
+from cifar_bench.hooks import manager
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cifar-bench-example"

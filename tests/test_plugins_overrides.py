@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cifar_bench import manager
-from cifar_bench.cli import main
+from cifar_bench.commands.cli import main
+from cifar_bench.hooks import manager
 
 TINY_RUN = ["--dataset", "synthetic", "--limit-train", "20", "--limit-test", "20", "--epochs", "1",
             "--batch-size", "20", "--quiet"]  # fmt: skip

@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from record_factory import record, write
 
-from cifar_bench.cli import main
-from cifar_bench.compare import Settings, judge_pair
+from cifar_bench.commands.cli import main
 from cifar_bench.errors import UsageError
-from cifar_bench.publish import SITE_MARKER, build_history, series_key, workload_of
-from cifar_bench.report import load_runs
+from cifar_bench.results.compare import Settings, judge_pair
+from cifar_bench.results.publish.history import build_history, series_key, workload_of
+from cifar_bench.results.publish.site import SITE_MARKER
+from cifar_bench.results.reader import load_runs
 
 COMMITS = ["e0" * 20, "b1" * 20, "d2" * 20, "a3" * 20, "c4" * 20]  # 5 commits, whose hashes do not sort by time
 SLOW = 2  # the commit with the planted slowdown

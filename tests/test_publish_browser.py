@@ -17,7 +17,7 @@ from record_factory import write
 from test_publish import COMMITS as HASHES
 from test_publish import SLOW, history_records
 
-from cifar_bench.cli import main
+from cifar_bench.commands.cli import main
 
 BROWSER_ENV = "CIFAR_BENCH_BROWSER"  # a Chromium to use instead of the one on PATH
 REQUIRE_ENV = "CIFAR_BENCH_REQUIRE_BROWSER"

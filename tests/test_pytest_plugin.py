@@ -8,7 +8,7 @@ import pytest
 
 # Imported here, before any in-process pytester run: pytester removes the modules a run
 # imported once it ends, and torch cannot be imported a second time into one process.
-import cifar_bench.runner  # noqa: F401  (imports torch)
+import cifar_bench.training.session  # noqa: F401  (imports torch)
 
 pytest_plugins = ["pytester"]
 

@@ -5,14 +5,9 @@ import os
 
 import pytest
 
-from cifar_bench.records import (
-    SCHEMA_VERSION,
-    RecordError,
-    new_run_id,
-    read_record,
-    safe_name,
-    write_json_atomic,
-)
+from cifar_bench.files import write_json_atomic
+from cifar_bench.results.schema import SCHEMA_VERSION
+from cifar_bench.results.store import RecordError, new_run_id, read_record, safe_name
 
 
 def test_atomic_write_leaves_only_the_finished_file(tmp_path):

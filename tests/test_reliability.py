@@ -11,10 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cifar_bench import cli
+from cifar_bench.commands import cli
+from cifar_bench.commands.run import cmd_run
 from cifar_bench.errors import DataError, UsageError
-from cifar_bench.records import SCHEMA_VERSION, RecordError, read_record
-from cifar_bench.report import flatten
+from cifar_bench.results.reader import flatten
+from cifar_bench.results.schema import SCHEMA_VERSION
+from cifar_bench.results.store import RecordError, read_record
 
 DATA = Path(__file__).parent / "data"
 
@@ -29,7 +31,7 @@ def test_an_empty_data_directory_says_what_it_needs(run_cli, tmp_path):
 
 
 def test_an_empty_class_folder_is_named(image_folder):
-    from cifar_bench.data import read_image_folder
+    from cifar_bench.training.data import read_image_folder
 
     for image in (image_folder / "test" / "dog").iterdir():
         image.unlink()
@@ -127,7 +129,7 @@ def test_any_run_command_line_parses_or_gets_the_clean_error(argv):
     except SystemExit as exc:  # --help and --version exit 0 by design
         assert exc.code == 0
         return
-    assert args.recipe == "baseline" and args.func.target == ("orchestration", "cmd_run")
+    assert args.recipe == "baseline" and args.func is cmd_run
 
 
 json_values = st.recursive(

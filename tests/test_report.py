@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from record_factory import record, write
 
-from cifar_bench.cli import main
+from cifar_bench.commands.cli import main
 from cifar_bench.errors import UsageError
-from cifar_bench.records import SCHEMA_VERSION
-from cifar_bench.report import load_runs, render, summarize
+from cifar_bench.results.reader import load_runs
+from cifar_bench.results.report import render, summarize
+from cifar_bench.results.schema import SCHEMA_VERSION
 
 
 def run_cli(*argv: str, capsys) -> tuple[int, str, str]:

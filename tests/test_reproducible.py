@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cifar_bench import cpu_tuning
+from cifar_bench.training import tuning as cpu_tuning
 
 TINY = ("--dataset", "synthetic", "--limit-train", "80", "--limit-test", "40", "--epochs", "2", "--quiet")
 

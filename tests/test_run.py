@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from cifar_bench.records import SCHEMA_VERSION
+from cifar_bench.results.schema import SCHEMA_VERSION
 
 REQUIRED = {
     "schema_version", "run_id", "status", "recipe", "components", "hyperparameters", "seed", "device",

@@ -15,7 +15,7 @@ HEAVY = ("torch", "torchvision", "pandas", "matplotlib", "numpy")
 
 def test_building_the_command_line_imports_nothing_heavy():
     probe = (
-        "import json, sys\nfrom cifar_bench.cli import build_parser\nbuild_parser()\n"
+        "import json, sys\nfrom cifar_bench.commands.cli import build_parser\nbuild_parser()\n"
         f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -28,7 +28,7 @@ def test_the_console_command_keeps_exit_code_output_and_exit_handlers(tmp_path):
     probe = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('exit handler ran', flush=True))\n"
-        "from cifar_bench.cli import console\n"
+        "from cifar_bench.commands.cli import console\n"
         f"sys.argv = ['cifar-bench', 'report', {str(tmp_path / 'nothing-here')!r}]\n"
         "console()\n"
     )

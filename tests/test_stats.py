@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from cifar_bench.stats import (
+from cifar_bench.results.stats import (
     can_judge,
     judge_slowdown,
     min_p_value,
@@ -145,7 +145,7 @@ pair_ratios = st.one_of(
 def test_the_paired_p_value_is_scipys_wilcoxon(ratios):
     from scipy.stats import wilcoxon
 
-    from cifar_bench.stats import paired_slower_p_value
+    from cifar_bench.results.stats import paired_slower_p_value
 
     logs = [math.log(r) for r in ratios]
     if not any(logs):

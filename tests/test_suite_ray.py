@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_suite import SMOKE  # the same small synthetic defaults as the local executor's tests
 
-from cifar_bench import suite as suite_module
+from cifar_bench.execution import suite as suite_module
 
 # Three runs: two seeds, and another batch size read through the DataLoader (the data a worker was shipped).
 THREE_RUNS = (
@@ -251,12 +251,12 @@ def test_a_run_on_a_numbered_gpu_is_refused_before_anything_runs(run_cli, tmp_pa
 
 
 def test_what_a_run_asks_the_cluster_for():
-    from cifar_bench.ray_executor import Request, request, unplaceable_reason
+    from cifar_bench.execution.ray_cluster import Request, request, unplaceable_reason
 
     (run,) = suite_module._expand({"recipes": "baseline", "threads": 2, "nproc": 2}, "here", Path("."))
-    assert request(run) == Request(cpus=4, gpus=0)
+    assert request(run.config()) == Request(cpus=4, gpus=0)
     (gpu,) = suite_module._expand({"recipes": "baseline", "devices": "cuda", "nproc": 2}, "here", Path("."))
-    assert request(gpu) == Request(cpus=2, gpus=2)
+    assert request(gpu.config()) == Request(cpus=2, gpus=2)
     nodes = [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}]
     assert unplaceable_reason(Request(4, 1), nodes) is None
     assert unplaceable_reason(Request(4, 2), nodes) == (
@@ -266,11 +266,13 @@ def test_what_a_run_asks_the_cluster_for():
 
 def test_a_session_given_decoded_data_trains_on_it_without_reading_its_own(tmp_path):
     """What a worker does with the data its driver shipped: here CIFAR-10 is neither downloaded nor read."""
-    from cifar_bench import DataSource, manager
-    from cifar_bench.data import decode
+    from cifar_bench import DataSource
+    from cifar_bench.hooks import manager
+    from cifar_bench.hooks.registry import collect
     from cifar_bench.plugins.datasets import make_synthetic
-    from cifar_bench.registry import collect
-    from cifar_bench.runner import RunConfig, Session
+    from cifar_bench.training.config import RunConfig
+    from cifar_bench.training.data import decode
+    from cifar_bench.training.session import Session
 
     plugins = manager.build([], autoload=False)
     session = Session(plugins, collect(plugins))
@@ -279,7 +281,7 @@ def test_a_session_given_decoded_data_trains_on_it_without_reading_its_own(tmp_p
     session.provide_data("cifar10", source, shipped, decode(shipped.train), decode(shipped.test))
     config = RunConfig("baseline", source=source, limit_train=40, limit_test=20, hyperparameters={"epochs": 1},
                        cache_dir=None, threads=1)  # fmt: skip
-    record = session.run(config)
+    record = session.run(config).record
     assert record.status == "ok", record.error
     assert record.dataset.fingerprint == shipped.fingerprint and record.dataset.train_size == 40
     assert not (tmp_path / "no-cifar-here").exists()

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from cifar_bench import devices
 from cifar_bench.errors import UsageError
-from cifar_bench.timing import PhaseTimer
+from cifar_bench.training import devices
+from cifar_bench.training.timing import PhaseTimer
 
 
 def test_every_phase_edge_synchronizes_and_phases_add_up():
@@ -82,10 +82,10 @@ def test_absent_device_is_a_skipped_record_and_the_rest_still_run(run_cli, tmp_p
 
 
 def test_peak_memory_reads_cuda_allocations_on_cuda_and_rss_everywhere(monkeypatch):
-    from cifar_bench import runner
+    from cifar_bench.training import state
 
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 123_456)
-    on_cuda = runner._memory(torch.device("cuda:0"))
-    on_cpu = runner._memory(torch.device("cpu"))
+    on_cuda = state._memory(torch.device("cuda:0"))
+    on_cpu = state._memory(torch.device("cpu"))
     assert on_cuda.device_peak_bytes == 123_456 and on_cpu.device_peak_bytes is None
     assert on_cpu.host_peak_rss_bytes > 10_000_000  # a Python process with torch loaded: tens of MB at least

@@ -6,13 +6,16 @@ import pytest
 import torch
 from torchvision import transforms
 
-from cifar_bench import manager
-from cifar_bench.batches import TensorBatches, normalize_split, to_device
-from cifar_bench.data import TensorSplit
-from cifar_bench.distributed import World
-from cifar_bench.registry import collect
-from cifar_bench.runner import RunConfig, Session, _warmup_batches
-from cifar_bench.variants import Variant
+from cifar_bench.hooks import manager
+from cifar_bench.hooks.registry import collect
+from cifar_bench.results.variant import Variant
+from cifar_bench.training import setup
+from cifar_bench.training.batches import TensorBatches, normalize_split, to_device
+from cifar_bench.training.config import RunConfig
+from cifar_bench.training.data import TensorSplit
+from cifar_bench.training.session import Session
+from cifar_bench.training.setup import _warmup_batches
+from cifar_bench.training.world import World
 
 
 def split_of(n: int, seed: int = 0) -> TensorSplit:
@@ -58,18 +61,18 @@ def test_warm_up_gets_one_normalized_batch_of_each_size():
 
 def test_the_run_keeps_the_training_split_uint8_and_the_test_split_normalized_once(monkeypatch):
     kept = []
-    original = Session._batches
+    original = setup._batches
 
     def spy(*args, **kwargs):
         train, test = original(*args, **kwargs)
         kept.extend([train.split.images.dtype, test.split.images.dtype])
         return train, test
 
-    monkeypatch.setattr(Session, "_batches", staticmethod(spy))
+    monkeypatch.setattr(setup, "_batches", spy)
     plugins = manager.build()
     config = RunConfig("baseline", dataset="synthetic", limit_train=40, limit_test=20, cache_dir=None,
                        hyperparameters={"epochs": 1})  # fmt: skip
-    record = Session(plugins, collect(plugins)).run(config)
+    record = Session(plugins, collect(plugins)).run(config).record
     assert record.status == "ok", record.error
     assert kept == [torch.uint8, torch.float32]  # the training split is 5x larger: uint8; evaluation: no per-batch work
 
@@ -83,7 +86,8 @@ def test_to_device_keeps_the_dtype():
 def test_a_run_gives_the_same_losses_and_accuracy_as_normalizing_the_split_once(monkeypatch):
     """The whole run, against the earlier layout (the split normalized to float once, up front)."""
 
-    def normalized_once(data, transform, hp, device, config, shuffle, world):
+    def normalized_once(run, transform, shuffle):
+        data, hp, device, config, world = run.data, run.hp, run.device, run.config, run.world
         memory_format = torch.channels_last if config.variant.channels_last else torch.contiguous_format
         train = normalize_split(data.train.subset(data.train_indices), transform.normalize, device, memory_format)
         test = normalize_split(data.test.subset(data.test_indices), transform.normalize, device, memory_format)
@@ -94,9 +98,9 @@ def test_a_run_gives_the_same_losses_and_accuracy_as_normalizing_the_split_once(
     config = RunConfig("airbench_narrow", dataset="synthetic", limit_train=96, limit_test=40, cache_dir=None,
                        cpu_tune=False, hyperparameters={"epochs": 2, "batch_size": 32, "eval_batch_size": 16},
                        variant=Variant(channels_last=True))  # fmt: skip
-    now = Session(plugins, collect(plugins)).run(config)
-    monkeypatch.setattr(Session, "_batches", staticmethod(normalized_once))
-    before = Session(plugins, collect(plugins)).run(config)
+    now = Session(plugins, collect(plugins)).run(config).record
+    monkeypatch.setattr(setup, "_batches", normalized_once)
+    before = Session(plugins, collect(plugins)).run(config).record
     assert now.status == before.status == "ok", (now.error, before.error)
     assert now.metrics.epoch_loss == before.metrics.epoch_loss
     assert now.metrics.test_accuracy == before.metrics.test_accuracy

@@ -1,0 +1,129 @@
+"""The identity of a run's work: what it computed, apart from where and when.
+
+Two runs did like work when they used the same components (each by name
+and by the plugin that provided it), the same resolved hyperparameters, the
+same data (dataset fingerprint, synthetic or not, subset sizes), the same
+variant (loader, precision, memory format, compile, deterministic) and the
+same number of processes. Only like work is ever compared or summarised
+together: the device is not part of it (comparing devices is the point of
+running on several), and neither are the seed, the run's time or its
+machine.
+
+The description is computed from a run record, so the harness (when it
+writes a record) and every reader (report, compare, plot, publish, also for
+older records that predate the field) derive it the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .variant import Variant
+
+#: Hyperparameters that change only what is shown, never what is computed.
+PRESENTATION_KEYS = frozenset({"log_every"})
+
+
+#: The dataset fields that identify the data a run saw.
+DATA_FIELDS = ("name", "fingerprint", "synthetic", "train_size", "test_size")
+
+
+def describe(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The work a record describes (a record as a dict, as written or read back), as plain JSON values."""
+    components = _mapping(record.get("components"))
+    hyperparameters = _mapping(record.get("hyperparameters"))
+    dataset = _mapping(record.get("dataset"))
+    world_size = _mapping(record.get("distributed")).get("world_size")
+    return {
+        "components": {
+            kind: _component(ref) for kind, ref in sorted(components.items(), key=_by_key) if kind != "recipe"
+        },
+        "hyperparameters": {
+            k: v for k, v in sorted(hyperparameters.items(), key=_by_key) if k not in PRESENTATION_KEYS
+        },
+        "data": {name: dataset.get(name) for name in DATA_FIELDS},
+        "variant": Variant.from_mapping(record).to_dict(),
+        "world_size": world_size if isinstance(world_size, int) and not isinstance(world_size, bool) else 1,
+    }
+
+
+def key(description: Mapping[str, Any]) -> str:
+    """A short, stable name for a description: equal work, equal key."""
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def identify(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"key": ..., **description}``: what a record stores under ``workload``."""
+    description = describe(record)
+    return {"key": key(description), **description}
+
+
+def fields(description: Mapping[str, Any]) -> dict[str, str]:
+    """The description as ``label: value`` text, one entry per thing that can differ.
+
+    Labels are what a user would call them: a component kind (``model``), a
+    hyperparameter's own name (``lr``), ``data`` and ``data size``, a variant
+    field (``precision``), ``processes``.
+    """
+    out: dict[str, str] = {}
+    for kind, ref in _mapping(description.get("components")).items():
+        out[kind] = str(ref)
+    for name, value in _mapping(description.get("hyperparameters")).items():
+        out[name] = json.dumps(value, sort_keys=True, default=str)
+    data = _mapping(description.get("data"))
+    synthetic = " (synthetic)" if data.get("synthetic") else ""
+    fingerprint = str(data.get("fingerprint") or "?")[:12]
+    out["data"] = f"{data.get('name')} {fingerprint}{synthetic}"
+    out["data size"] = f"{data.get('train_size')} train / {data.get('test_size')} test"
+    for name, value in _mapping(description.get("variant")).items():
+        out[name] = str(value)
+    out["processes"] = str(description.get("world_size", 1))
+    return out
+
+
+def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """What differs between two descriptions, as ``label: A vs B`` (``absent`` where one lacks it)."""
+    fa, fb = fields(a), fields(b)
+    return [
+        f"{label}: {fa.get(label, 'absent')} vs {fb.get(label, 'absent')}"
+        for label in sorted(fa.keys() | fb.keys(), key=_label_order)
+        if fa.get(label) != fb.get(label)
+    ]
+
+
+def varying(descriptions: list[Mapping[str, Any]]) -> list[str]:
+    """The labels whose values are not the same across ``descriptions``, in display order."""
+    all_fields = [fields(d) for d in descriptions]
+    labels = {label for f in all_fields for label in f}
+    return sorted((lb for lb in labels if len({f.get(lb) for f in all_fields}) > 1), key=_label_order)
+
+
+def label(description: Mapping[str, Any], labels: list[str]) -> str:
+    """``model=resnet18 (resnet), epochs=1``: this description's values for ``labels``."""
+    f = fields(description)
+    return ", ".join(f"{lb}={f.get(lb, 'absent')}" for lb in labels)
+
+
+# Components first, then data, then hyperparameters and the rest, alphabetically within each.
+_KIND_ORDER = ("dataset", "transform", "model", "loss", "optimizer", "scheduler", "data", "data size")
+
+
+def _label_order(label: str) -> tuple[int, str]:
+    return (_KIND_ORDER.index(label), "") if label in _KIND_ORDER else (len(_KIND_ORDER), label)
+
+
+def _component(ref: Any) -> str:
+    ref = _mapping(ref)
+    return f"{ref.get('name')} ({ref.get('plugin')})"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _by_key(item: tuple[Any, Any]) -> str:
+    return str(item[0])

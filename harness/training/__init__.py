@@ -1,0 +1,1 @@
+"""One run of one recipe on one device, from its RunConfig to its record (``session.Session``)."""
