@@ -13,7 +13,7 @@ fraction of a step.
 
 Three ways to delimit what is counted (``--mechanism``):
 
-* ``requests`` (default, cifar_bench.instructions): callgrind client requests through a compiled helper;
+* ``requests`` (default, cifar_bench.training.callgrind): callgrind client requests through a compiled helper;
 * ``control``: ``callgrind_control -i on|off|-z|-d`` run from the process itself;
 * ``difference``: whole processes under cachegrind with N and 2N steps; the count is the difference
   (one count per pair of processes, so ``--repeats`` pairs are run).
@@ -40,7 +40,8 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from cifar_bench import instructions
+from cifar_bench.execution import valgrind
+from cifar_bench.training import callgrind
 
 BATCH_SIZE = 4  # images per step, the tutorial's
 LR, MOMENTUM = 0.001, 0.9  # the tutorial's SGD
@@ -133,7 +134,7 @@ class Control(AbstractContextManager):
 
 def region(mechanism: str, label: str):
     if mechanism == "requests":
-        return instructions.counting(label)
+        return callgrind.counting(label)
     if mechanism == "control":
         return Control(label)
     return nullcontext()
@@ -141,7 +142,7 @@ def region(mechanism: str, label: str):
 
 def own_count(label: str) -> int:
     """A region's count, read back from this process's own dump (written as the region ended)."""
-    for dump in instructions.read_dumps(Path(os.environ[instructions.OUT_DIR_ENV])):
+    for dump in callgrind.read_dumps(Path(os.environ[callgrind.OUT_DIR_ENV])):
         if dump.label == label and dump.pid == os.getpid():
             return dump.instructions
     raise LookupError(label)
@@ -190,9 +191,9 @@ def child(args: argparse.Namespace) -> None:
         counted_repeat(torch, args, parts, snapshot, repeat, extra, phase)
     with region(args.mechanism, "empty"):
         pass
-    times["threads"] = instructions.thread_count()
+    times["threads"] = callgrind.thread_count()
     times["planted_elements"] = int(extra.numel()) if extra is not None else 0
-    out = Path(os.environ.get(instructions.OUT_DIR_ENV) or args.out_dir)
+    out = Path(os.environ.get(callgrind.OUT_DIR_ENV) or args.out_dir)
     (out / f"phases.{os.getpid()}.json").write_text(json.dumps(times))
 
 
@@ -232,12 +233,12 @@ def launch(command: list[str], env: dict[str, str], out_dir: Path) -> tuple[floa
     env = {
         **env,
         LAUNCH_ENV: f"{time.time():.6f}",  # fixed length: the environment shapes the heap
-        instructions.OUT_DIR_ENV: str(out_dir),
+        callgrind.OUT_DIR_ENV: str(out_dir),
     }
     started = time.perf_counter()
     done = subprocess.run(command, env=env)
     if done.returncode != 0:
-        sys.exit(f"the child failed ({done.returncode}):\n{instructions.valgrind_log(out_dir)}")
+        sys.exit(f"the child failed ({done.returncode}):\n{valgrind.valgrind_log(out_dir)}")
     wall = time.perf_counter() - started
     (path,) = out_dir.glob("phases.*.json")
     return wall, json.loads(path.read_text())
@@ -248,7 +249,7 @@ def control_counts(out_dir: Path) -> dict[str, int]:
     counts = {}
     for path in out_dir.glob("callgrind.out.*.*"):
         text = path.read_text().replace("desc: Trigger: dump ", "desc: Trigger: Client Request: ")
-        if (parsed := instructions.parse_dump(text)) is not None:
+        if (parsed := callgrind.parse_dump(text)) is not None:
             counts[parsed[0]] = parsed[1]
     return counts
 
@@ -260,13 +261,13 @@ def run_regions(args: argparse.Namespace) -> tuple[list[dict[str, int]], list[tu
     plants = [0.0, args.plant] if args.plant else [0.0]
     for launched, (plant, index) in enumerate((p, i) for p in plants for i in range(args.processes)):
         out = args.out_dir / f"{'planted' if plant else 'process'}{index}"
-        command, env = instructions.reexec_command(child_argv(args, args.steps, args.repeats, plant), out)
+        command, env = valgrind.reexec_command(child_argv(args, args.steps, args.repeats, plant), out)
         if args.glibc_tunables is not None:
             env["GLIBC_TUNABLES"] = args.glibc_tunables
         if args.pad_env:  # installs in different folders differ in their environment's and paths' lengths
             env[PAD_ENV] = "x" * (PAD_BYTES * launched)
         walls.append(launch(command, env, out))
-        counts.append(control_counts(out) if args.mechanism == "control" else instructions.read_counts(out))
+        counts.append(control_counts(out) if args.mechanism == "control" else callgrind.read_counts(out))
     return counts, walls
 
 
@@ -280,14 +281,14 @@ def cachegrind_total(out_dir: Path) -> int:
 def run_difference(args: argparse.Namespace) -> tuple[list[dict[str, int]], list[tuple[float, dict]]]:
     """--repeats pairs of whole processes under cachegrind (N and 2N steps); a count is their difference."""
     counts, walls = [], []
-    _, env = instructions.reexec_command([sys.executable], args.out_dir / "unused")
+    _, env = valgrind.reexec_command([sys.executable], args.out_dir / "unused")
     for repeat in range(args.repeats):
         totals = []
         for steps in (args.steps, 2 * args.steps):
             out = args.out_dir / f"pair{repeat}-{steps}"
             out.mkdir(parents=True)
             command = [
-                str(instructions.valgrind_path()), "--tool=cachegrind", "--cache-sim=no",
+                str(callgrind.valgrind_path()), "--tool=cachegrind", "--cache-sim=no",
                 f"--cachegrind-out-file={out}/cachegrind.out.%p", f"--log-file={out}/valgrind.%p.log",
                 *child_argv(args, steps, 1),
             ]  # fmt: skip
@@ -350,9 +351,9 @@ def times_line(wall: float, phases: dict) -> str:
 def machine_line(load_before: tuple[float, float, float]) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
-    info = instructions.measurement_info()
     return (
-        f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, valgrind {info['valgrind']}; "
+        f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"valgrind {callgrind.valgrind_version()}; "
         f"load average {load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end "
         f"(wall times are provisional on a shared machine; instruction counts are not affected by load)"
     )
@@ -386,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args)
         return 0
-    if (problem := instructions.valgrind_problem()) is not None:
+    if (problem := valgrind.valgrind_problem()) is not None:
         print(problem, file=sys.stderr)
         return 2
     load_before, keep = os.getloadavg(), args.out_dir is not None

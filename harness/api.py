@@ -91,9 +91,12 @@ class RunOptions:
     # Experiment trackers (--track NAME[=ARGUMENT], see execution/tracking.py): ["mlflow", "tensorboard=runs"].
     track: Sequence[str] = ()
     mlflow_experiment: str | None = None  # --mlflow-experiment: the experiment of the mlflow tracker
+    # --measure instructions: this many training steps counted under valgrind (see training/instructions.py);
+    # the process must already run under valgrind, as 'cifar-bench run --measure instructions' makes sure.
+    count_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "limit_train", "limit_test", "repeats", "threads", "nproc"):
+        for name in ("epochs", "batch_size", "limit_train", "limit_test", "repeats", "threads", "nproc", "count_steps"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -136,6 +139,7 @@ class RunOptions:
             retune=self.retune,
             threads=self.threads,
             processes=self.nproc or 1,
+            count_steps=self.count_steps,
         )  # fmt: skip
         seeds = tuple(self.seeds) if self.seeds is not None else seeds_from(self.seed, self.repeats)
         return RunRequest(base, self.device, seeds, self.reference, self.interleave, self.epochs, self.results_dir)
@@ -234,7 +238,8 @@ def compare(baseline: str | Path | pd.DataFrame, current: str | Path | pd.DataFr
 
     ``thresholds`` are ``compare``'s options: ``max_slowdown`` (a fraction, 0.10), ``max_accuracy_drop``
     (points, 0.5), ``alpha``, ``metric``, ``ratio``, ``paired`` (None: used when the records allow),
-    ``target_acc`` and ``detect`` (points). Returns the
+    ``target_acc`` and ``detect`` (points), ``max_instructions_increase`` (a fraction, 0.01: pairs with
+    instruction counts on both sides are judged on them). Returns the
     :class:`~cifar_bench.results.compare.Comparison`: its ``pairs`` each with a verdict, reasons and the
     statistics behind them, ``regressions``, ``warnings`` and ``notes``.
     """

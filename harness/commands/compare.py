@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--max-slowdown", type=percentage, default=0.10, metavar="PCT",
         help="slowdown allowed before a pair can be a regression [10%%]")  # fmt: skip
+    add("--max-instructions-increase", type=percentage, default=0.01, metavar="PCT",
+        help="instructions per training step allowed above the baseline's, for pairs whose records both "
+             "counted them (run --measure instructions): a plain threshold, as counts do not wander [1%%]")  # fmt: skip
     add("--max-accuracy-drop", type=points, default=0.5, metavar="POINTS",
         help="drop in mean test accuracy allowed, in percentage points; a larger drop is a regression when "
              "it is also significant (Welch's t-test across seeds) [0.5]")  # fmt: skip
@@ -49,7 +52,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     comparison = api.compare(args.baseline, args.current, metric=args.metric, max_slowdown=args.max_slowdown,
                              max_accuracy_drop=args.max_accuracy_drop, alpha=args.alpha, ratio=args.ratio,
-                             paired=args.paired, target_acc=args.target_acc, detect=args.detect)  # fmt: skip
+                             paired=args.paired, target_acc=args.target_acc, detect=args.detect,
+                             max_instructions_increase=args.max_instructions_increase)  # fmt: skip
     if args.output is not None or args.format != "text":  # text on stdout shows them already
         for message in comparison.warnings:
             warn(message)

@@ -7,6 +7,7 @@ In this process (devices x seeds, each beside its reference); ``--nproc N`` star
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,7 +72,44 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
     run.add_argument("--dist-timeout", type=types.positive_seconds, metavar="S",
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
+    run.add_argument("--measure", choices=MEASURES, default="time",
+                     help="time: epochs timed [default]; instructions: after the warm-up, --steps training steps "
+                          "and one evaluation pass counted under valgrind (one thread, fixed seeds; see "
+                          "docs/comparing.md)")  # fmt: skip
+    run.add_argument("--steps", type=types.positive_int, metavar="N",
+                     help=f"with --measure instructions: training steps counted [{DEFAULT_COUNT_STEPS}]")  # fmt: skip
     types.tracking_flags(run)
+
+
+#: What a run measures: its time, or the instructions of a few steps (``--measure``).
+MEASURES = ("time", "instructions")
+#: Training steps a ``--measure instructions`` run counts: enough to average the per-step overhead of
+#: the counting away, few enough that valgrind's instrumented steps stay cheap.
+DEFAULT_COUNT_STEPS = 5
+#: Flags a counted run cannot take: each would add threads, processes or timing-only work to the count.
+_NOT_COUNTED = (("nproc", "--nproc"), ("reference", "--reference"), ("repeats", "--repeats"), ("seeds", "--seeds"),
+                ("target_acc", "--target-acc"), ("compile", "--compile"), ("cuda_graph", "--cuda-graph"),
+                ("track", "--track"))  # fmt: skip
+
+
+def counted_options(args: argparse.Namespace) -> dict:
+    """What ``--measure instructions`` sets (one thread, untuned, quiet), after refusing what it cannot count."""
+    from ..errors import UsageError
+
+    if args.measure != "instructions":
+        if args.steps is not None:
+            raise UsageError("--steps counts training steps under --measure instructions: add it or drop --steps")
+        return {}
+    for name, flag in _NOT_COUNTED:
+        if getattr(args, name, None):
+            raise UsageError(f"--measure instructions counts one run in one thread: drop {flag} (run the command "
+                             f"again for another count)")  # fmt: skip
+    if args.device != "cpu" or args.loader != "tensor":
+        raise UsageError("--measure instructions counts CPU work without loader workers: use --device cpu and "
+                         "--loader tensor")  # fmt: skip
+    if args.threads not in (None, 1):
+        raise UsageError("--measure instructions counts in one thread: drop --threads")
+    return {"count_steps": args.steps or DEFAULT_COUNT_STEPS, "threads": 1, "no_cpu_tune": True, "quiet": True}
 
 
 def options(args: argparse.Namespace) -> RunOptions:
@@ -91,11 +129,12 @@ def options(args: argparse.Namespace) -> RunOptions:
         limit_train=args.limit_train, limit_test=args.limit_test, loader=args.loader, precision=args.precision,
         channels_last=args.channels_last, compile=args.compile, cuda_graph=args.cuda_graph,
         deterministic=args.deterministic, cache_dir=args.cache_dir, no_cache=args.no_cache,
-        results_dir=args.results_dir, quiet=args.quiet, threads=args.threads, no_cpu_tune=args.no_cpu_tune,
+        results_dir=args.results_dir,
         retune=args.retune, target_acc=args.target_acc, stop_at_target=args.stop_at_target,
         reference=args.reference, interleave=args.interleave, nproc=args.nproc, dist_timeout=args.dist_timeout,
         plugins=[*args.plugins_global, *args.plugins_sub], **{kind: getattr(args, kind) for kind in SWAPPABLE_KINDS},
         track=args.track, mlflow_experiment=args.mlflow_experiment,
+        **{"quiet": args.quiet, "threads": args.threads, "no_cpu_tune": args.no_cpu_tune, **counted_options(args)},
     )  # fmt: skip
 
 
@@ -106,6 +145,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..training.world import launched_by_torchrun
 
     run_options = options(args)
+    if run_options.count_steps is not None:
+        from ..execution import valgrind
+
+        if not valgrind.in_counted_process():  # this process starts the counted one, and passes its exit code on
+            return valgrind.run_counted([sys.executable, "-m", "cifar_bench", *args.argv])
     if launched_by_torchrun():
         devices = run_options.request(args.recipe).device_list()
         return torchrun.as_rank(devices, args.dist_timeout, lambda world: _as_rank(args, run_options, world),

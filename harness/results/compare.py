@@ -26,6 +26,10 @@ ratio per pair of runs, judged with the paired rank test (see
 :func:`cifar_bench.stats.judge_paired_slowdown`). The output names the
 method used.
 
+Where both sides of a pair counted instructions (``run --measure instructions``), the pair is judged
+on the counts instead of time: a plain threshold, ``--max-instructions-increase`` (1%), as counts do not
+wander (see :mod:`cifar_bench.results.compare_instructions`).
+
 ``--ratio`` gates on each record's ``timings_ratio`` (its time divided by
 that of a reference recipe run interleaved with it, ``run --reference``)
 instead of on seconds: a runner that is slower for everything slows the
@@ -41,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from . import compare_accuracy, workload
+from . import compare_accuracy, compare_instructions, workload
 from .accuracy_stats import DEFAULT_MAX_DROP
 from .reader import ENVIRONMENT_FIELDS
 from .stats import SlowdownDecision, judge_paired_slowdown, judge_slowdown
@@ -67,6 +71,8 @@ class Settings:
     paired: bool = False  # gate on per-step-paired ratios to the partner run ('cifar-bench ab')
     target_acc: float | None = None  # points: --target-acc, the one-sided test that the current mean reaches it
     detect: float | None = None  # points: --detect, the seeds a side needed to detect a drop of this size
+    # A fraction: pairs with instruction counts on both sides (run --measure instructions) gate on them instead.
+    max_instructions_increase: float = compare_instructions.DEFAULT_MAX_INCREASE
 
     @property
     def column(self) -> str:
@@ -104,6 +110,7 @@ class PairResult:
     reasons: list[str] = field(default_factory=list)  # why the verdict, shortest first
     accuracy: compare_accuracy.AccuracyJudgement | None = None  # Welch's test across seeds, and what it could see
     time_detectable: DetectableSlowdown | None = None  # the slowdown these runs would catch with 80% power
+    instructions: compare_instructions.InstructionJudgement | None = None  # counts, when both sides have them
 
     @property
     def regression(self) -> bool:
@@ -124,6 +131,11 @@ class Comparison:
     def regressions(self) -> list[PairResult]:
         return [p for p in self.pairs if p.regression]
 
+    @property
+    def counted(self) -> bool:
+        """Whether some pair was judged on instruction counts (the report then says how)."""
+        return any(p.instructions is not None for p in self.pairs)
+
 
 # -- comparing ----------------------------------------------------------------------
 
@@ -131,14 +143,19 @@ class Comparison:
 def compare_frames(baseline: pd.DataFrame, current: pd.DataFrame, *, metric: str = "train_s",
                    max_slowdown: float = 0.10, max_accuracy_drop: float = DEFAULT_MAX_DROP, alpha: float = 0.05,
                    ratio: bool = False, paired: bool | None = None, target_acc: float | None = None,
-                   detect: float | None = None) -> Comparison:  # fmt: skip
+                   detect: float | None = None,
+                   max_instructions_increase: float = compare_instructions.DEFAULT_MAX_INCREASE,
+                   ) -> Comparison:  # fmt: skip
     """The gate over two sides' runs (frames from ``load_runs``): the comparison ``compare`` prints and exits by.
 
     ``paired`` None: gate on per-step-paired ratios when CURRENT has them and their partners are in
     BASELINE (``cifar-bench ab``), else on ``metric`` (seconds) or, with ``ratio``, on times relative to
     an interleaved reference run. ``target_acc`` (points) adds the test that the current mean reaches it;
-    ``detect`` (points) asks how many seeds a side a drop of that size needs.
+    ``detect`` (points) asks how many seeds a side a drop of that size needs. Pairs with instruction
+    counts on both sides are judged on them, against ``max_instructions_increase`` (a fraction).
     """
+    if not 0 <= max_instructions_increase < 1:
+        raise UsageError(f"the instructions increase allowed is a fraction below 1; got {max_instructions_increase}")
     if target_acc is not None and not 0 < target_acc <= 100:
         raise UsageError(f"the target accuracy is in points, above 0 and at most 100; got {target_acc}")
     if detect is not None and not 0 < detect <= 100:
@@ -155,7 +172,8 @@ def compare_frames(baseline: pd.DataFrame, current: pd.DataFrame, *, metric: str
     if paired is None:  # the sharpest method the records allow
         paired = not ratio and metric == "train_s" and has_pairs(baseline, current)
     settings = Settings(metric=metric, max_slowdown=max_slowdown, max_accuracy_drop=max_accuracy_drop, alpha=alpha,
-                        ratio=ratio, paired=paired, target_acc=target_acc, detect=detect)  # fmt: skip
+                        ratio=ratio, paired=paired, target_acc=target_acc, detect=detect,
+                        max_instructions_increase=max_instructions_increase)  # fmt: skip
     return compare_runs(baseline, current, settings)
 
 
@@ -219,7 +237,10 @@ def judge_pair(key: tuple[str, ...], baseline: pd.DataFrame, current: pd.DataFra
     if len(c_failed) and not len(b_failed):
         statuses = "/".join(sorted(set(c_failed.status)))
         regressions.append(f"{len(c_failed)} of {len(current)} current runs {statuses} (no baseline run did)")
-    regressions += _judge_time(result, b_ok, c_ok, settings)
+    if compare_instructions.counted(b_ok, c_ok):  # deterministic counts: no times to judge beside them
+        regressions += _judge_instructions(result, b_ok, c_ok, settings)
+    else:
+        regressions += _judge_time(result, b_ok, c_ok, settings)
     regressions += _judge_accuracy(result, b_ok, c_ok, settings)
     _conclude(result, regressions, settings)
     return result
@@ -261,6 +282,15 @@ def _judge_time(result: PairResult, b_ok: pd.DataFrame, c_ok: pd.DataFrame, sett
     return regressions
 
 
+def _judge_instructions(result: PairResult, b_ok: pd.DataFrame, c_ok: pd.DataFrame, settings: Settings) -> list[str]:
+    """The instruction-count verdict of a pair (into ``result``); returns its regression, if it is one."""
+    judgement = compare_instructions.judge(b_ok, c_ok, settings.max_instructions_increase)
+    result.instructions = judgement
+    regressions, reasons = compare_instructions.describe(judgement)
+    result.reasons += reasons
+    return regressions
+
+
 def _time_detectable(b_times: list[float], c_times: list[float], ratios: list[float] | None,
                      settings: Settings) -> DetectableSlowdown:  # fmt: skip
     """The slowdown the time rule would catch with 80% power, from these runs' own spread."""
@@ -286,6 +316,8 @@ def _conclude(result: PairResult, regressions: list[str], settings: Settings) ->
     """The pair's one verdict, from its regressions, else from its time estimate."""
     if regressions:
         result.verdict, result.reasons = "regression", regressions + result.reasons
+    elif result.instructions is not None:
+        result.verdict = compare_instructions.verdict(result.instructions)
     elif result.decision is not None:
         ratio = result.decision.estimate.ratio
         if ratio > 1 + settings.max_slowdown:

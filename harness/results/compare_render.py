@@ -9,8 +9,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from . import compare_accuracy
-from .compare import Comparison, Settings
+from . import compare_accuracy, compare_instructions
+from .compare import DIFFERENT_WORK, Comparison, Settings
 from .compare_accuracy_render import accuracy_rule, accuracy_section, time_detectable
 
 
@@ -33,6 +33,7 @@ def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
             ci_label: ci,
             "p": _fmt(d.p_value if d else None, ".3g"),
             "detectable": time_detectable(p),
+            **(compare_instructions.cells(p.instructions) if comparison.counted else {}),
             "acc Δ pts": _fmt(p.accuracy_change, "+.2f"),
             "verdict": p.verdict.upper() if p.regression else p.verdict,
             "why": "; ".join(p.reasons),
@@ -43,7 +44,7 @@ def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
 def _table(comparison: Comparison, tablefmt: str) -> str:
     """The pairs as a table; cells are pre-formatted strings, so tabulate must not re-parse them."""
     rows = table_rows(comparison)
-    numeric = {"runs", "ratio", "p", "acc Δ pts", "detectable"}
+    numeric = {"runs", "ratio", "p", "acc Δ pts", "detectable", "instr Δ"}
     align = ["right" if name in numeric or name.startswith(("baseline ", "current ")) else "left" for name in rows[0]]
     return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
@@ -74,12 +75,22 @@ def rule(settings: Settings) -> str:
     )
 
 
+def _rules(comparison: Comparison) -> list[str]:
+    """How the pairs were judged: on time, and on instruction counts where both sides had them."""
+    counted = [compare_instructions.rule(comparison.settings.max_instructions_increase)] if comparison.counted else []
+    judged = [p for p in comparison.pairs if p.verdict != DIFFERENT_WORK]
+    if comparison.counted and all(p.instructions is not None for p in judged):
+        return [*counted, f"A pair is also a regression {accuracy_rule(comparison.settings)}, or when current runs "
+                          "fail where baseline runs did not."]  # fmt: skip
+    return [rule(comparison.settings), *counted]
+
+
 def render_text(comparison: Comparison, baseline: str, current: str) -> str:
     lines = [f"baseline: {baseline}", f"current:  {current}", "",
              _table(comparison, "simple"), "", *accuracy_section(comparison, "simple")]  # fmt: skip
     lines += [f"warning: {w}" for w in comparison.warnings]
     lines += [f"note: {n}" for n in comparison.notes]
-    lines += [rule(comparison.settings), f"result: {headline(comparison)}"]
+    lines += [*_rules(comparison), f"result: {headline(comparison)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +104,7 @@ def render_markdown(comparison: Comparison, baseline: str, current: str) -> str:
         lines += ["**Warnings**", "", *(f"- {w}" for w in comparison.warnings), ""]
     if comparison.notes:
         lines += ["**Notes**", "", *(f"- {n}" for n in comparison.notes), ""]
-    lines.append(f"<sub>{rule(comparison.settings)}</sub>")
+    lines += [f"<sub>{text}</sub>" for text in _rules(comparison)]
     return "\n".join(lines) + "\n"
 
 
@@ -108,18 +119,26 @@ def render_json(comparison: Comparison, baseline: str, current: str) -> str:
         item["accuracy"] = None if p.accuracy is None else compare_accuracy.accuracy_fields(p.accuracy)
         item["time"] = None if p.decision is None else compare_accuracy.time_fields(p.decision, p.time_detectable)
         item.pop("time_detectable")
+        item["instructions"] = compare_instructions.fields(p.instructions)
         pairs.append(item)
     data = {
         "baseline": baseline,
         "current": current,
         "regressions": len(comparison.regressions),
-        "settings": {**asdict(comparison.settings), "method": comparison.settings.method},
+        "settings": {**asdict(comparison.settings), "method": _method(comparison)},
         "pairs": pairs,
         "warnings": comparison.warnings,
         "notes": comparison.notes,
         "unjudged": comparison.unjudged,
     }
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def _method(comparison: Comparison) -> str:
+    """The method the gate used: the time method, or the instructions method where pairs had counts."""
+    if comparison.counted:
+        return compare_instructions.METHOD
+    return comparison.settings.method
 
 
 #: ``--format`` -> renderer.

@@ -143,6 +143,9 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "partner_run_id": _section(data, "partner").get("run_id"),
         "paired_step_median": _number(_section(data, "paired_ratio").get("step_median")),
         "paired_train_s": _number(_section(data, "paired_ratio").get("train_s")),
+        # From 'run --measure instructions': counted under valgrind, instead of timed.
+        "instructions_per_step": _number(_section(data, "instructions").get("per_step")),
+        "instructions_per_eval_image": _number(_section(data, "instructions").get("per_eval_image")),
     }
 
 

@@ -165,6 +165,7 @@ class WorkloadInfo:
     data: dict[str, Any] = field(default_factory=dict)
     variant: dict[str, Any] = field(default_factory=dict)
     world_size: int = 1
+    measure: dict[str, Any] | None = None  # instruction counts: how they were counted (None: a timed run)
 
 
 @dataclass
@@ -215,6 +216,27 @@ class EnergyInfo:
 
 
 @dataclass
+class InstructionsInfo:
+    """Instructions counted under valgrind (``run --measure instructions``): the same work counts the same.
+
+    Counts compare only with counts of the same measurement (tool, valgrind version, architecture, steps):
+    those are part of the run's workload, so ``compare`` pairs nothing else with them.
+    """
+
+    tool: str  # the valgrind tool that counted: "callgrind"
+    valgrind: str | None  # its version, e.g. "3.19.0"
+    mechanism: str  # how the counted regions were delimited
+    arch: str  # the machine architecture: counts differ between instruction sets
+    steps: int  # training steps counted, after as many uncounted ones
+    train: int  # instructions of those steps together
+    per_step: float  # train / steps: what the gate compares
+    eval_images: int = 0  # test images evaluated in the counted evaluation pass
+    eval: int | None = None  # instructions of that pass
+    per_eval_image: float | None = None
+    malloc: str = ""  # the glibc malloc settings the process ran with (counts depend on them)
+
+
+@dataclass
 class RunRecord:
     run_id: str
     status: str  # see STATUSES
@@ -250,6 +272,7 @@ class RunRecord:
     cuda_graph: bool = False  # the step's forward and backward replayed as CUDA graphs
     cuda: CudaInfo | None = None
     energy: EnergyInfo | None = None
+    instructions: InstructionsInfo | None = None  # counted under valgrind instead of timed
 
     @property
     def variant(self) -> Variant:

@@ -4,7 +4,9 @@ Two runs did like work when they used the same components (each by name
 and by the plugin that provided it), the same resolved hyperparameters, the
 same data (dataset fingerprint, synthetic or not, subset sizes), the same
 variant (loader, precision, memory format, compile, deterministic) and the
-same number of processes. Only like work is ever compared or summarised
+same number of processes; and they were measured alike: instruction counts
+(``run --measure instructions``) carry how they were counted, and are
+compared only with counts made the same way, never with times. Only like work is ever compared or summarised
 together: the device is not part of it (comparing devices is the point of
 running on several), and neither are the seed, the run's time or its
 machine.
@@ -37,7 +39,7 @@ def describe(record: Mapping[str, Any]) -> dict[str, Any]:
     hyperparameters = _mapping(record.get("hyperparameters"))
     dataset = _mapping(record.get("dataset"))
     world_size = _mapping(record.get("distributed")).get("world_size")
-    return {
+    description = {
         "components": {
             kind: _component(ref) for kind, ref in sorted(components.items(), key=_by_key) if kind != "recipe"
         },
@@ -48,6 +50,22 @@ def describe(record: Mapping[str, Any]) -> dict[str, Any]:
         "variant": Variant.from_mapping(record).to_dict(),
         "world_size": world_size if isinstance(world_size, int) and not isinstance(world_size, bool) else 1,
     }
+    measure = measurement(record)
+    if measure is not None:  # only then: the keys of timed runs stay what they were
+        description["measure"] = measure
+    return description
+
+
+#: What must agree for two instruction counts to be compared (see schema.InstructionsInfo).
+MEASURE_FIELDS = ("tool", "valgrind", "arch", "steps", "eval_images")
+
+
+def measurement(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How a record's instructions were counted (None for a timed run): counts compare only with like counts."""
+    counted = _mapping(record.get("instructions"))
+    if not counted:
+        return None
+    return {"kind": "instructions", **{name: counted.get(name) for name in MEASURE_FIELDS}}
 
 
 def key(description: Mapping[str, Any]) -> str:
@@ -82,6 +100,11 @@ def fields(description: Mapping[str, Any]) -> dict[str, str]:
     for name, value in _mapping(description.get("variant")).items():
         out[name] = str(value)
     out["processes"] = str(description.get("world_size", 1))
+    measure = _mapping(description.get("measure"))
+    if measure:  # a timed run has none: "absent" where it meets a count
+        out["measure"] = (f"{measure.get('kind')} ({measure.get('tool')} {measure.get('valgrind')}, "
+                          f"{measure.get('arch')}, {measure.get('steps')} steps, "
+                          f"{measure.get('eval_images')} eval images)")  # fmt: skip
     return out
 
 

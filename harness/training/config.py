@@ -61,6 +61,7 @@ class RunConfig:
     processes: int = 1  # a data-parallel run's ranks (torchrun starts them)
     suite_key: str | None = None  # which run of a suite this is (see execution/suite.py): stored in the record
     role: str = "candidate"  # see ROLES
+    count_steps: int | None = None  # measure in instructions: this many training steps counted under valgrind
 
     def to_dict(self) -> dict[str, Any]:
         """This config as JSON values (how a data-parallel rank or another process receives it)."""

@@ -9,6 +9,7 @@ fixtures) goes through the execution layer to :meth:`Session.run`, and every rec
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,11 +155,17 @@ class Session:
         """Setup, warm-up, the epochs, the final evaluation: each measurement is kept in ``run`` as it is made."""
         if run.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(run.device)
-        run.meters = meters.attach(run.timer, run.device)
+        if not run.config.count_steps:  # a counted run starts no sampling thread (see training/callgrind.py)
+            run.meters = meters.attach(run.timer, run.device)
         with run.timer.phase("setup"):
             parts = set_up(run, self._prepare_data)
         with run.timer.phase("warmup"):  # torch.compile compiles here, never inside train time
             warm_up(run, parts)
+        if run.config.count_steps:
+            from .instructions import count_instructions  # only a counted run needs the ctypes helper
+
+            count_instructions(run, parts, os.environ.get("GLIBC_TUNABLES", ""))
+            return
         train_and_evaluate(run, parts, self.plugins.notify, between_steps)
 
     # -- components and data ----------------------------------------------------

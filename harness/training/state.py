@@ -25,6 +25,7 @@ from ..results.schema import (
     CpuInfo,
     DatasetInfo,
     DistributedInfo,
+    InstructionsInfo,
     Memory,
     Metrics,
     Overrides,
@@ -92,6 +93,7 @@ class RunState:
     cpu: CpuInfo | None = None  # the CPU settings trained with, and how they were chosen
     meters: meters.RunMeters | None = None  # CUDA events and energy counters on the phase edges
     cuda_settings: Callable[[], dict[str, Any]] | None = None  # what the training step did to be fast on CUDA
+    instructions: InstructionsInfo | None = None  # counted under valgrind (config.count_steps)
 
     def record(self, status: str, error: str | None = None) -> RunRecord:
         """The run's record as it stands, with ``status`` and ``error``."""
@@ -132,6 +134,7 @@ class RunState:
             energy=meters.energy_record(self.meters, self.images_trained),
             suite_key=config.suite_key,
             role=config.role,
+            instructions=self.instructions,
         )
         record.workload = typed.build(WorkloadInfo, workload.identify(record.to_dict()))
         return record

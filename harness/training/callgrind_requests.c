@@ -1,5 +1,5 @@
 /*
- * Callgrind client requests for cifar-bench's instruction counting (harness/instructions.py).
+ * Callgrind client requests for cifar-bench's instruction counting (harness/training/callgrind.py).
  *
  * Compiled at first use into a small shared library and called through ctypes. Each request
  * is a marker instruction sequence that valgrind recognises; run natively it does nothing

@@ -1,37 +1,34 @@
-"""Counting the instructions a region of work executes, under valgrind's callgrind.
+"""Counting the instructions a region of work executes, inside a process valgrind's callgrind runs.
 
-Wall time on a shared machine wanders by percents; the number of instructions a
-training step executes hardly moves. How (chosen after measuring three ways, with
-``benchmarks/instructions_probe.py``; figures from a 2-core AMD EPYC, valgrind 3.19):
+The in-process half of ``cifar-bench run --measure instructions`` (the other half, which starts the
+process under valgrind, is ``execution/valgrind.py``). Wall time on a shared machine wanders by percents;
+the number of instructions a training step executes hardly moves. How (chosen after measuring three ways,
+with ``benchmarks/instructions_probe.py``; figures from a 2-core AMD EPYC, valgrind 3.19):
 
-1. the command re-executes itself under ``valgrind --tool=callgrind
-   --instr-atstart=no`` (:func:`reexec_command`): importing torch and building the
-   model run uninstrumented (importing torch: 30 s of CPU, against 70 s under full
-   instrumentation);
-2. inside that process, :class:`counting` switches instrumentation on around exactly
-   the counted work and writes one callgrind dump per region, named by its label.
-   The switches are callgrind *client requests*: marker instructions in a tiny C
-   library (``callgrind_requests.c``) compiled at first use and called through ctypes.
-   They act synchronously, at the call, and cost a fixed ~5,000 instructions, so
-   the same work in the same process history counts the same to the instruction
-   (20 training steps of the tutorial's Net in 5 processes: 152,898,101 each time);
-   natively they do nothing;
+1. the command re-executes itself under ``valgrind --tool=callgrind --instr-atstart=no``: importing
+   torch and building the model run uninstrumented (importing torch: 30 s of CPU, against 70 s under
+   full instrumentation);
+2. inside that process, :class:`counting` switches instrumentation on around exactly the counted work
+   and writes one callgrind dump per region, named by its label. The switches are callgrind *client
+   requests*: marker instructions in a tiny C library (``callgrind_requests.c``) compiled at first use
+   and called through ctypes. They act synchronously, at the call, and cost a fixed ~5,000
+   instructions, so the same work in the same process history counts the same to the instruction (20
+   training steps of the tutorial's Net in 5 processes: 152,898,101 each time); natively they do
+   nothing;
 3. :func:`read_counts` reads the dumps back: label -> instructions (event ``Ir``).
 
-Rejected: ``callgrind_control -i on|off`` run from the process itself (it forks a
-perl script and vgdb per switch, counted: 235,000 instructions of overhead and a
-1.2% spread between repeats); a cachegrind difference of whole runs with N and 2N
-steps (exact to a few thousand instructions, but two fully instrumented processes
-per count, each over 2 minutes, and it also counts whatever the extra steps shift
+Rejected: ``callgrind_control -i on|off`` run from the process itself (it forks a perl script and vgdb
+per switch, counted: 235,000 instructions of overhead and a 1.2% spread between repeats); a cachegrind
+difference of whole runs with N and 2N steps (exact to a few thousand instructions, but two fully
+instrumented processes per count, each over 2 minutes, and it also counts whatever the extra steps shift
 elsewhere in the process).
 
-Counts are only reproducible when the process is deterministic: one thread (valgrind
-serialises threads and switches between them on its own schedule: a sleeping monitor
-thread spread a loop's counts by 0.12%), a fixed ``PYTHONHASHSEED``, no timers firing
-inside the region, and the same history before it (glibc's malloc costs depend on
-the heap's past, hence MALLOC_TUNABLES). :func:`reexec_command` sets the environment
-for that; the caller keeps data loader workers, progress-bar monitors, samplers and
-timers out of the counted process.
+Counts are only reproducible when the process is deterministic: one thread (valgrind serialises threads
+and switches between them on its own schedule: a sleeping monitor thread spread a loop's counts by
+0.12%), a fixed ``PYTHONHASHSEED``, no timers firing inside the region, and the same history before it
+(glibc's malloc costs depend on the heap's past, hence the malloc settings ``execution/valgrind.py``
+pins). The launcher sets the environment for that; the run keeps data loader workers, progress-bar
+monitors, samplers and timers out of the counted process.
 """
 
 from __future__ import annotations
@@ -44,9 +41,7 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,28 +60,6 @@ OUT_DIR_ENV = "CIFAR_BENCH_INSTRUCTIONS_DIR"
 #: Overrides the cache folder, as for the rest of cifar-bench.
 CACHE_ENV = "CIFAR_BENCH_CACHE"
 
-HASH_SEED = "0"  # PYTHONHASHSEED under valgrind: str/bytes hashing, hence dict and set order, fixed
-#: One thread for every numeric library: under valgrind threads are serialised and interleaved on
-#: valgrind's schedule, so worker threads would make counts differ from run to run.
-SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-}
-#: glibc malloc settings under valgrind. A default malloc's cost per call depends on the heap's history
-#: (bin searches, consolidation, a self-adjusting mmap threshold), so the same step counted in two processes
-#: whose environments differ by a few bytes differed by 0.11% (training) and 0.49% (evaluation). With
-#: every block of 4 KiB or more mmap'd, an unbounded tcache and no fastbins, 0.022% and 0.027%.
-MALLOC_TUNABLES = (
-    "glibc.malloc.mmap_threshold=4096:"  # bytes; a fixed threshold also stops glibc raising it as it goes
-    "glibc.malloc.tcache_count=65535:"  # blocks per size class kept for reuse (the most glibc allows)
-    "glibc.malloc.mxfast=0:"  # bytes: no fastbins, hence no consolidation passes
-    "glibc.malloc.trim_threshold=4294967295"  # bytes: never give the heap's top back mid-run
-)
-DUMP_PATTERN = "callgrind.out.%p"  # %p: the pid; callgrind appends .1, .2 ... one per dump
-LOG_PATTERN = "valgrind.%p.log"  # valgrind's own messages, kept off the command's stderr
 SMOKE_TIMEOUT_S = 60  # seconds: a trivial program under callgrind starts in under one
 COMPILE_TIMEOUT_S = 120  # seconds for the C compiler
 SOURCE_NAME = "callgrind_requests.c"
@@ -101,7 +74,7 @@ class CountingError(RuntimeError):
     """Instructions cannot be counted here; the message is one line saying what to install or fix."""
 
 
-# --- can valgrind run here? -----------------------------------------------------------------------
+# --- which valgrind -------------------------------------------------------------------------------
 
 
 def valgrind_path() -> str | None:
@@ -120,47 +93,6 @@ def valgrind_version() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip().removeprefix("valgrind-") or None
-
-
-def valgrind_problem() -> str | None:
-    """Why instructions cannot be counted on this machine, in one line; None when they can.
-
-    Checks, in order: the platform, valgrind on PATH, that callgrind actually runs a
-    trivial program here, and that the request library compiles (a C compiler and
-    valgrind's headers). The answer is cached for the process.
-    """
-    return _problem()
-
-
-@functools.lru_cache(maxsize=1)
-def _problem() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return f"instruction counting needs Linux with valgrind; this is {sys.platform}"
-    path = valgrind_path()
-    if path is None:
-        return INSTALL_HINT
-    smoke = _smoke_test(path)
-    if smoke is not None:
-        return smoke
-    try:
-        build_library()
-    except CountingError as error:
-        return str(error)
-    return None
-
-
-def _smoke_test(path: str) -> str | None:
-    """Runs ``true`` under callgrind; None when that works, else a one-line reason."""
-    true = shutil.which("true") or "/bin/true"
-    command = [path, f"--tool={TOOL}", "--callgrind-out-file=/dev/null", "-q", true]
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"valgrind cannot run on this machine ({platform.machine()}): {error}"
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no message"])[-1]
-        return f"valgrind cannot run on this machine ({platform.machine()}): {last}"
-    return None
 
 
 # --- the request library --------------------------------------------------------------------------
@@ -323,52 +255,7 @@ class counting:
             requests.abandon()
 
 
-# --- launching and reading back -------------------------------------------------------------------
-
-
-def reexec_command(argv: Sequence[str], out_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that run ``argv`` under callgrind, dumps going to ``out_dir``.
-
-    ``argv[0]`` must be a native executable such as ``sys.executable``: valgrind
-    follows no exec, so a shell wrapper (a pyenv shim, ``env python``) would be
-    counted instead of Python. Instrumentation is off at start; :class:`counting`
-    switches it on. The environment pins one thread, the hash seed and malloc's
-    settings (MALLOC_TUNABLES), and passes the compiled request library (built here,
-    natively, in a fraction of a second).
-    Raises CountingError when valgrind cannot count here.
-    """
-    problem = valgrind_problem()
-    if problem is not None:
-        raise CountingError(problem)
-    executable = shutil.which(argv[0]) if argv else None
-    if executable is None or not _is_native(Path(executable)):
-        raise ValueError(f"{argv[0] if argv else '(nothing)'} is not a native executable: pass sys.executable")
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        str(valgrind_path()),
-        f"--tool={TOOL}",
-        "--instr-atstart=no",  # imports and setup run uninstrumented: about 5x faster
-        "--dump-line=no",  # per-function totals are enough; keeps each dump small
-        "--trace-children=no",  # children (a compiler, git) run natively and are not counted
-        f"--callgrind-out-file={out_dir / DUMP_PATTERN}",
-        f"--log-file={out_dir / LOG_PATTERN}",
-        executable,
-        *argv[1:],
-    ]
-    env = {**os.environ, **SINGLE_THREAD_ENV, "PYTHONHASHSEED": HASH_SEED}
-    env["GLIBC_TUNABLES"] = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), MALLOC_TUNABLES]))  # last wins
-    env[LIBRARY_ENV] = str(build_library())
-    env[OUT_DIR_ENV] = str(out_dir)
-    return command, env
-
-
-def _is_native(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(4) == b"\x7fELF"
-    except OSError:
-        return False
+# --- reading the dumps back -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -424,42 +311,3 @@ def read_counts(out_dir: Path) -> dict[str, int]:
             raise ValueError(f"label {dump.label!r} was counted more than once in {out_dir}")
         counts[dump.label] = dump.instructions
     return counts
-
-
-def valgrind_log(out_dir: Path, lines: int = 20) -> str:
-    """The last ``lines`` lines of valgrind's own log(s) in ``out_dir``: what to show when the child failed."""
-    text = [line for p in sorted(Path(out_dir).glob("valgrind.*.log")) for line in p.read_text().splitlines()]
-    return "\n".join(text[-lines:])
-
-
-def measurement_info() -> dict[str, str | None]:
-    """What to record beside the counts: tool, valgrind version, mechanism, machine architecture, malloc settings.
-
-    Counts are comparable only between measurements that agree on all of these.
-    """
-    return {
-        "tool": TOOL,
-        "valgrind": valgrind_version(),
-        "mechanism": MECHANISM,
-        "arch": platform.machine(),
-        "malloc": MALLOC_TUNABLES,
-    }
-
-
-__all__ = [
-    "CountingError",
-    "Dump",
-    "build_library",
-    "counting",
-    "measurement_info",
-    "parse_dump",
-    "read_counts",
-    "read_dumps",
-    "reexec_command",
-    "thread_count",
-    "under_valgrind",
-    "valgrind_log",
-    "valgrind_path",
-    "valgrind_problem",
-    "valgrind_version",
-]
