@@ -140,16 +140,17 @@ def options(args: argparse.Namespace) -> RunOptions:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Runs in this process; ``--nproc N`` starts N ranks under torchrun; a rank under torchrun joins them."""
+    if counted_options(args):  # refuses what cannot be counted before valgrind starts
+        from ..execution import valgrind
+
+        if not valgrind.in_counted_process():  # this process starts the counted one and passes its exit code on;
+            # it imports no torch: the counted process checks the rest of the flags, on its own start-up
+            return valgrind.run_counted([sys.executable, "-m", "cifar_bench", *args.argv])
     from .. import api
     from ..execution import torchrun
     from ..training.world import launched_by_torchrun
 
     run_options = options(args)
-    if run_options.count_steps is not None:
-        from ..execution import valgrind
-
-        if not valgrind.in_counted_process():  # this process starts the counted one, and passes its exit code on
-            return valgrind.run_counted([sys.executable, "-m", "cifar_bench", *args.argv])
     if launched_by_torchrun():
         devices = run_options.request(args.recipe).device_list()
         return torchrun.as_rank(devices, args.dist_timeout, lambda world: _as_rank(args, run_options, world),
