@@ -14,13 +14,13 @@ import-linter, see pyproject.toml):
   (``valgrind``).
 - ``training``: one run, from its ``config`` to its record: ``session`` (start, run, finish), ``setup``,
   ``step``, ``loop``, ``state`` (the record builder), ``data``, ``batches``, ``devices``, ``variants``,
-  ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``; counting instructions inside a run
-  (``callgrind``, ``instructions``: ``run --measure instructions``).
+  ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``;
+  counting instructions inside a run (``callgrind``, ``instructions``: ``run --measure instructions``).
 - ``results``: the record's ``schema`` (``typed`` derives checks from it), ``store`` (files), ``workload``,
   ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``;
   accuracy across seeds in ``accuracy_stats`` (with ``student_t``), ``report_accuracy``, ``compare_accuracy``
-  (and ``compare_accuracy_render``), and ``time_power`` (the slowdown the time gate can detect); the gate on instruction counts in
-  ``compare_instructions``.
+  (and ``compare_accuracy_render``), and ``time_power`` (the slowdown the time gate can detect); the gate
+  on instruction counts in ``compare_instructions``.
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
   ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
 - under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
