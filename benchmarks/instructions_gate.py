@@ -49,8 +49,14 @@ SOURCE = Path(__file__).resolve().parents[1]
 PLANT_ENV = "CIFAR_BENCH_PLANTED_LOOPS"
 CALIBRATION_LOOPS = 200_000  # iterations of the loop counted once to learn its cost per iteration
 STEP_CALL = "    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:\n"
-PLANTED_CALL = f"""    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        for _ in range(int(os.environ.get("{PLANT_ENV}", "0"))):
+# The loop iterates over itertools.repeat: every iteration costs the same (a range past 256 would allocate
+# its ints, so a loop calibrated long costs more per iteration than the short one planted). Its length is
+# read once, when the module is imported.
+PLANTED_LOOPS = f"""
+_PLANTED_LOOPS = int(os.environ.get("{PLANT_ENV}", "0"))
+"""
+PLANTED_CALL = """    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        for _ in itertools.repeat(None, _PLANTED_LOOPS):
             pass
         return self._unplanted_call(x, y)
 
@@ -81,7 +87,7 @@ def make_install(root: Path, planted: bool) -> Path:
         if text.count(STEP_CALL) != 1:
             raise SystemExit("cannot find TrainStep.__call__ in training/step.py to plant the loop in")
         text = text.replace(STEP_CALL, PLANTED_CALL).replace("\nimport copy\n", "\nimport copy\nimport os\n", 1)
-        step.write_text(text)
+        step.write_text(text.replace("\nclass TrainStep:", PLANTED_LOOPS + "\n\nclass TrainStep:", 1))
     return root
 
 
@@ -91,12 +97,14 @@ def count(args: argparse.Namespace, install: Path, out: Path, loops: int) -> dic
     command = [sys.executable, "-m", "cifar_bench", "run", "baseline", "--dataset", "synthetic", "--no-cache",
                "--limit-train", str(args.limit_train), "--limit-test", str(args.limit_test), "--measure",
                "instructions", "--steps", str(args.steps), "--results-dir", str(out)]  # fmt: skip
+    start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"counted run of {install.name} failed ({done.returncode}): {done.stderr[-1500:]}")
     (path,) = out.glob("*.json")
     data = json.loads(path.read_text())
-    return data["instructions"]
+    return {**data["instructions"], "wall_s": seconds}
 
 
 def gate(base: Path, current: Path, report: Path, threshold: str) -> int:
@@ -121,7 +129,7 @@ def compare_one(args: argparse.Namespace, root: Path, folder: dict, counts: dict
            f"planted: exit at 1% / {low}": f"{codes['p', '1']} / {codes['p', args.threshold]}"}  # fmt: skip
     print(f"{n + 1:2d}: a {a:,.0f}, b {b / a - 1:+.4%}, p {p / a - 1:+.4%}; exits identical "
           f"{codes['b', '1']}/{codes['b', args.threshold]}, planted {codes['p', '1']}/{codes['p', args.threshold]}; "
-          f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+          f"a's run {counts['a', n]['wall_s']:.0f} s; load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     return row, (false_alarm, caught)
 
 
@@ -165,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"install {kind}: instructions per step median {statistics.median(values):,.0f}, spread (max-min)/median "
               f"{spread(values):.4%}; per evaluated image median {statistics.median(evals):,.0f}, spread "
               f"{spread(evals):.4%}")  # fmt: skip
+    walls = [counts[k, n]["wall_s"] for k in "abp" for n in range(done)]
+    print(f"a whole counted run (two at a time): median {statistics.median(walls):.0f} s, fastest {min(walls):.0f} s")
     planted = [counts["p", n]["per_step"] / counts["a", n]["per_step"] - 1 for n in range(done)]
     print(f"planted increase as counted: median {statistics.median(planted):.3%} (range {min(planted):.3%}-"
           f"{max(planted):.3%})")  # fmt: skip

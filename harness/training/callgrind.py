@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 import hashlib
 import os
 import platform
@@ -224,6 +225,11 @@ class counting:
     ctypes calls and the ``with`` statement); the dump is written as the block ends,
     read it with :func:`read_counts`. A block that raises is not dumped. Regions may
     not nest (callgrind has one switch per process).
+
+    Under valgrind, Python's cyclic garbage collector is run to the end before the
+    block (uncounted) and paused during it: when it runs depends on every container
+    allocated since the process started, so a collection falling inside or outside a
+    region moved five counted training steps by 0.05% between runs of the same command.
     """
 
     _active = False  # class-wide: callgrind has one instrumentation switch per process
@@ -234,6 +240,7 @@ class counting:
         self.label = label
         self._encoded = label.encode()
         self._requests: _Requests | None = None
+        self._collecting = False  # the garbage collector was on when the block began (it is back on after)
 
     def __enter__(self) -> counting:
         if counting._active:  # checked natively too, so that a nesting bug shows before valgrind runs
@@ -241,6 +248,9 @@ class counting:
         requests = _requests() if under_valgrind() else None
         counting._active, self._requests = True, requests
         if requests is not None:
+            self._collecting = gc.isenabled()
+            gc.collect()  # uncounted: no collection is due inside the block, whatever came before
+            gc.disable()
             requests.start()  # the last thing before the block: what follows is counted
         return self
 
@@ -253,6 +263,8 @@ class counting:
             requests.stop(self._encoded)
         else:
             requests.abandon()
+        if self._collecting:
+            gc.enable()
 
 
 # --- reading the dumps back -----------------------------------------------------------------------
