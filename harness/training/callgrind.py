@@ -226,10 +226,11 @@ class counting:
     read it with :func:`read_counts`. A block that raises is not dumped. Regions may
     not nest (callgrind has one switch per process).
 
-    Under valgrind, Python's cyclic garbage collector is run to the end before the
-    block (uncounted) and paused during it: when it runs depends on every container
-    allocated since the process started, so a collection falling inside or outside a
-    region moved five counted training steps by 0.05% between runs of the same command.
+    Under valgrind, Python's cyclic garbage collector is paused during the block: when
+    it runs depends on every container allocated since the process started, so a
+    collection could fall inside one run's region and outside another's. (Collecting
+    before the block as well made repeated regions of one process differ by 1%: the
+    freed memory is allocated afresh.)
     """
 
     _active = False  # class-wide: callgrind has one instrumentation switch per process
@@ -249,8 +250,7 @@ class counting:
         counting._active, self._requests = True, requests
         if requests is not None:
             self._collecting = gc.isenabled()
-            gc.collect()  # uncounted: no collection is due inside the block, whatever came before
-            gc.disable()
+            gc.disable()  # a pending collection runs after the block, uncounted
             requests.start()  # the last thing before the block: what follows is counted
         return self
 
