@@ -9,6 +9,13 @@ are rewritten in ``cifar_c_ops`` and ``cifar_c_opencv``), and draws its randomne
 inputs give byte-identical outputs in any process, and an image's corruption does not depend on the rest of
 the batch. As in the original, every float result is truncated (not rounded) to uint8.
 
+Fidelity: fed the same random draws, every corruption here gave the same bytes as the original's code run on
+the libraries themselves (OpenCV 3.4.18, scikit-image 0.24, ImageMagick 6.9.11 Q16 through Wand, SciPy 1.13,
+NumPy 1.26), on 300 CIFAR-10 test images at all five severities. With OpenCV 4.11 or later, whose
+``warpAffine`` no longer samples on a 1/32-pixel grid, the original's elastic_transform itself changes (12-17%
+of samples, by up to 4 levels); this module keeps the earlier arithmetic. The random streams are NumPy's,
+not the original's (unseeded, so not reproducible anyway).
+
 Pure module: NumPy, SciPy, Pillow and the standard library only.
 """
 
@@ -31,7 +38,7 @@ GENERATOR_VERSION = 1  # bump whenever any output byte changes: it keys caches o
 SEVERITIES = (1, 2, 3, 4, 5)
 IMAGE_SIZE = 32  # CIFAR's side in pixels; the constants below are for this size
 DEFAULT_SUBSET = 1000  # test images corrupted by default, class-balanced (see subset_indices)
-_CHUNK = 100  # images corrupted per call: keeps the float64 temporaries in cache (the output does not change)
+_CHUNK = 50  # images corrupted per call: keeps the float64 temporaries in cache (the output does not change)
 
 # CIFAR-10-C's constants, one entry per severity 1..5, straight from make_cifar_c.py. Intensities are on
 # [0, 1] images unless a unit is given.
@@ -183,12 +190,12 @@ def motion_blur(images: np.ndarray, params: tuple, streams: Streams) -> np.ndarr
 def zoom_blur(images: np.ndarray, stop: float, streams: Streams) -> np.ndarray:
     """The mean of the float32 image and its centre zooms by ``np.arange(1, stop, 0.01)`` (SciPy's linear
     ``zoom`` of the centre crop), accumulated in float32 in the original's order."""
-    x = _unit(images).astype(np.float32)
+    x = np.ascontiguousarray(_unit(images).astype(np.float32).transpose(1, 2, 0, 3))  # (H, W, N, C): fast gathers
     factors = np.arange(1, stop, _ZOOM_STEP)
     total = np.zeros_like(x)
     for factor in factors:
-        total += ops.clipped_zoom(x, factor)
-    return _to_bytes((x + total) / (len(factors) + 1))
+        total += ops.clipped_zoom_hw(x, factor)
+    return _to_bytes(((x + total) / (len(factors) + 1)).transpose(2, 0, 1, 3))
 
 
 # -- weather ----------------------------------------------------------------------------------------

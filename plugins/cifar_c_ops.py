@@ -82,10 +82,9 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     q = v * (1 - f * s)
     t = v * (1 - (1 - f) * s)
     sextant = hi.astype(np.uint8) % 6
-    choices = np.stack(
-        [np.stack(c, axis=-1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
-    )
-    return np.choose(np.repeat(sextant[..., None], 3, axis=-1), choices)
+    # np.choose's six (R, G, B) picks from (v, p, q, t): (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q)
+    picks = np.array([[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]])
+    return np.take_along_axis(np.stack([v, p, q, t], axis=-1), picks[sextant], axis=-1)
 
 
 def motion_blur_taps(radius: float, sigma: float, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,30 +124,39 @@ def motion_blur(images: np.ndarray, radius: float, sigma: float, angles: np.ndar
     n, h, w = images.shape[:3]
     taps = [motion_blur_taps(radius, sigma, float(a)) for a in angles]
     weights = taps[0][0]  # the weights do not depend on the angle
-    batch = np.arange(n)[:, None, None]
-    acc = np.zeros(images.shape, dtype=np.float64)
+    dx, dy = np.array([t[1] for t in taps]), np.array([t[2] for t in taps])  # (N, taps)
+    pad = int(max(np.abs(dx).max(), np.abs(dy).max()))
+    edges = ((0, 0), (pad, pad), (pad, pad)) + ((0, 0),) * (images.ndim - 3)
+    side_y, side_x = h + 2 * pad, w + 2 * pad
+    # ImageMagick's quanta (257 v, exact in float64) of the edge-padded images, one row per pixel
+    quanta = np.pad(images, edges, mode="edge").reshape(n * side_y * side_x, -1) * _Q16_PER_CHAR
+    base = (np.arange(n) * side_y * side_x)[:, None, None] + (pad + np.arange(h))[:, None] * side_x + pad + np.arange(w)
+    acc = np.zeros((n, h, w, quanta.shape[1]))
     for i, weight in enumerate(weights):  # tap by tap, all images at once: the same order of additions
-        dx = np.array([t[1][i] for t in taps])[:, None, None]
-        dy = np.array([t[2][i] for t in taps])[:, None, None]
-        rows = np.clip(np.arange(h)[None, :, None] + dy, 0, h - 1)
-        cols = np.clip(np.arange(w)[None, None, :] + dx, 0, w - 1)
-        acc += weight * (_Q16_PER_CHAR * images[batch, rows, cols])
+        acc += weight * np.take(quanta, base + (dy[:, i] * side_x + dx[:, i])[:, None, None], axis=0)
     quantum = np.floor(np.clip(acc, 0.0, _Q16_MAX) + 0.5)
-    return (quantum // _Q16_PER_CHAR).astype(np.uint8)
+    return (quantum // _Q16_PER_CHAR).astype(np.uint8).reshape(images.shape)
 
 
 def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
-    """The generator's ``clipped_zoom`` on a batch ``(N, H, W[, C])``: ``scipy.ndimage.zoom(order=1)`` of the
-    centre crop of side ``ceil(H / factor)``, cut back to the centre ``H x W``.
+    """The generator's ``clipped_zoom`` on a batch ``(N, H, W[, C])``; see ``clipped_zoom_hw``."""
+    moved = np.ascontiguousarray(np.moveaxis(x, 0, 2))
+    return np.moveaxis(clipped_zoom_hw(moved, factor), 2, 0)
+
+
+def clipped_zoom_hw(x: np.ndarray, factor: float) -> np.ndarray:
+    """``clipped_zoom`` on images laid out ``(H, W, ...)`` (batch and channels last, so that each gather
+    moves whole contiguous rows): ``scipy.ndimage.zoom(order=1)`` of the centre crop of side
+    ``ceil(H / factor)``, cut back to the centre ``H x W``.
 
     Only the kept window is computed, with SciPy's own arithmetic for a linear zoom in its default
     ``constant`` mode: source coordinate ``k * (crop - 1) / (out - 1)`` with ``out = round(crop * factor)``,
     weights ``w0 = 1 - frac`` and ``w1 = 1 - w0``, the four products ``(v * wy) * wx`` added in SciPy's
-    order in float64 (any channel axis, zoomed by 1, only adds exact zeros), then cast to ``x``'s dtype; a
-    coordinate past the last sample gives 0 (the ``cval``). Checked equal to SciPy's per-image call.
-    Returns ``x``'s dtype and shape.
+    order in float64 (a channel axis, zoomed by 1, only adds exact zeros), then cast to ``x``'s dtype; a
+    coordinate past the last sample gives 0 (the ``cval``). Checked equal to SciPy's per-image call for every
+    CIFAR factor. Returns ``x``'s dtype and shape.
     """
-    side = x.shape[1]
+    side = x.shape[0]
     crop = int(np.ceil(side / factor))
     top = (side - crop) // 2
     out = round(crop * factor)
@@ -162,18 +170,19 @@ def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     w1 = 1.0 - w0
     i0 = start.astype(np.intp)
     i1 = np.where(i0 + 1 > crop - 1, crop - 2, i0 + 1)  # SciPy mirrors the missing neighbour; its weight is 0
-    src = x[:, top : top + crop, top : top + crop]
-    tail = (1,) * (x.ndim - 3)  # broadcast over any channel axis
-    ry, rx = (w0.reshape(-1, 1, *tail), w1.reshape(-1, 1, *tail)), (w0.reshape(-1, *tail), w1.reshape(-1, *tail))
-    total = np.zeros((x.shape[0], side, side, *x.shape[3:]))
-    for iy, wy in zip((i0, i1), ry, strict=True):
-        rows = np.take(src, iy, axis=1)
-        for ix, wx in zip((i0, i1), rx, strict=True):
-            term = np.take(rows, ix, axis=2) * wy  # float64 products, (v * wy) * wx, added in SciPy's order
-            term *= wx
-            total += term
-    inside = (cc <= crop - 1)[:, None] & (cc <= crop - 1)[None, :]
-    return np.where(inside.reshape(side, side, *tail), total, 0.0).astype(x.dtype)
+    src = x[top : top + crop, top : top + crop]
+    tail = (1,) * (x.ndim - 2)
+    total = np.zeros(x.shape)
+    for iy, wy in ((i0, w0), (i1, w1)):
+        rows = np.take(src, iy, axis=0) * wy.reshape(-1, 1, *tail)  # v * wy, float64
+        for ix, wx in ((i0, w0), (i1, w1)):
+            term = np.take(rows, ix, axis=1)
+            term *= wx.reshape(-1, *tail)
+            total += term  # in SciPy's order: (y0, x0), (y0, x1), (y1, x0), (y1, x1)
+    if cc[-1] > crop - 1:
+        inside = (cc <= crop - 1)[:, None] & (cc <= crop - 1)[None, :]
+        total[~inside] = 0.0
+    return total.astype(x.dtype)
 
 
 def plasma_fractal_draws(mapsize: int = 32) -> int:
