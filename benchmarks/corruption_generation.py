@@ -59,24 +59,26 @@ def load() -> str:
 
 
 def generate_timed(images: np.ndarray, ids: np.ndarray, seed: int, names: list[str]):
-    """Every (name, severity) with its seconds; returns the set and {name: [seconds per severity]}."""
-    generated, seconds = {}, {}
+    """Every (name, severity); returns the set, {name: [wall seconds per severity]} and {name: CPU seconds}."""
+    generated, wall, cpu = {}, {}, {}
     for name in names:
-        seconds[name] = []
+        wall[name], cpu_start = [], time.process_time()
         for severity in cifar_c.SEVERITIES:
             start = time.perf_counter()
             generated[(name, severity)] = cifar_c.corrupt(images, name, severity, seed, ids=ids)
-            seconds[name].append(time.perf_counter() - start)
-    return generated, seconds
+            wall[name].append(time.perf_counter() - start)
+        cpu[name] = time.process_time() - cpu_start
+    return generated, wall, cpu
 
 
-def print_table(seconds: dict[str, list[float]], n: int) -> None:
-    print(f"{'corruption':<18} " + " ".join(f"{'s' + str(s):>6}" for s in cifar_c.SEVERITIES) + f" {'total s':>8}")
-    for name, row in seconds.items():
-        print(f"{name:<18} " + " ".join(f"{t:6.2f}" for t in row) + f" {sum(row):8.2f}")
-    total = sum(sum(row) for row in seconds.values())
-    count = n * len(seconds) * len(cifar_c.SEVERITIES)
-    print(f"{'all':<18} {'':>41}{total:8.2f}   ({count:,} images, {1e3 * total / count:.3f} ms each)")
+def print_table(wall: dict[str, list[float]], cpu: dict[str, float], n: int) -> None:
+    head = " ".join(f"{'s' + str(s):>6}" for s in cifar_c.SEVERITIES)
+    print(f"{'corruption':<18} {head} {'wall s':>7} {'CPU s':>6}")
+    for name, row in wall.items():
+        print(f"{name:<18} " + " ".join(f"{t:6.2f}" for t in row) + f" {sum(row):7.2f} {cpu[name]:6.2f}")
+    total, total_cpu = sum(sum(row) for row in wall.values()), sum(cpu.values())
+    count = n * len(wall) * len(cifar_c.SEVERITIES)
+    print(f"{'all':<18} {'':>34} {total:7.2f} {total_cpu:6.2f}   ({count:,} images; wall per severity above)")
 
 
 def print_change(images: np.ndarray, generated: dict) -> None:
@@ -108,9 +110,9 @@ def main() -> None:
     subset = images[ids]
     print(f"read and decoded {len(images):,} test images in {time.perf_counter() - start:.1f} s; "
           f"subset of {len(ids):,}, per class {np.bincount(labels[ids]).tolist()}")  # fmt: skip
-    generated, seconds = generate_timed(subset, ids, args.seed, names)
+    generated, wall, cpu = generate_timed(subset, ids, args.seed, names)
     print(f"\nfirst generation in this process, seed {args.seed} (load average after: {load()})")
-    print_table(seconds, len(subset))
+    print_table(wall, cpu, len(subset))
     first = cifar_c.digest(generated)
     start = time.perf_counter()
     again = cifar_c.digest(cifar_c.generate(subset, names=names, seed=args.seed, ids=ids))
