@@ -414,6 +414,8 @@ def corrupt(
     ids = np.arange(len(images)) if ids is None else np.asarray(ids)
     if ids.shape != (len(images),) or len(set(ids.tolist())) != len(ids) or (ids < 0).any():
         raise ValueError("ids must be one distinct non-negative integer per image")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if len(images) == 0:
         return images.copy()
     out = np.empty_like(images)

@@ -123,6 +123,8 @@ def test_bad_requests_are_refused_with_the_reason():
         cc.corrupt(np.zeros((2, 28, 28, 3), np.uint8), "fog", 1)
     with pytest.raises(ValueError, match="ids"):
         cc.corrupt(flat(0, 2), "fog", 1, ids=[3, 3])
+    with pytest.raises(ValueError, match="seed"):
+        cc.corrupt(flat(0, 2), "fog", 1, seed=-1)
 
 
 def test_subset_is_class_balanced_first_in_dataset_order():
