@@ -25,6 +25,7 @@ from importlib import import_module
 from .errors import DataError, PluginError, UsageError
 from .hooks.commands import Command
 from .hooks.components import Dataset, DataSource, Recipe, Transform
+from .hooks.evaluations import Evaluation, EvaluationInput, EvaluationOutput
 from .hooks.events import EpochResult, RunInfo, TrainProgress
 from .hooks.specs import hookimpl
 from .results.schema import RunRecord
@@ -64,6 +65,9 @@ __all__ = [
     "DataSource",
     "Dataset",
     "EpochResult",
+    "Evaluation",
+    "EvaluationInput",
+    "EvaluationOutput",
     "PluginError",
     "Recipe",
     "RunInfo",

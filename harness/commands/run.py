@@ -68,6 +68,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
     run.add_argument("--dist-timeout", type=types.positive_seconds, metavar="S",
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
+    run.add_argument("--evaluate", metavar="NAME,...",
+                     help="evaluations after training, e.g. corruptions,calibration (see 'cifar-bench list'); "
+                          "none for none [the recipe's]")  # fmt: skip
 
 
 def options(args: argparse.Namespace) -> RunOptions:
@@ -84,6 +87,7 @@ def options(args: argparse.Namespace) -> RunOptions:
         retune=args.retune, target_acc=args.target_acc, stop_at_target=args.stop_at_target,
         reference=args.reference, interleave=args.interleave, nproc=args.nproc, dist_timeout=args.dist_timeout,
         plugins=[*args.plugins_global, *args.plugins_sub], **{kind: getattr(args, kind) for kind in SWAPPABLE_KINDS},
+        evaluate=args.evaluate,
     )  # fmt: skip
 
 

@@ -50,6 +50,7 @@ from typing import Any
 from ..cache import default_cache_dir
 from ..errors import UsageError, unknown_name
 from ..hooks.components import SWAPPABLE_KINDS, DataSource
+from ..hooks.evaluations import evaluation_names
 from ..results.store import RecordError, read_record
 from ..results.variant import LOADERS, PRECISIONS, Variant
 from ..training.config import RunConfig
@@ -82,7 +83,7 @@ BOOLS = ("stop_at_target", "deterministic", "no_cache")
 NUMBERS = ("target_acc",)
 OPTIONS = (*POSITIVE_INTS, *STRINGS, *BOOLS, *NUMBERS)
 PATHS = ("data_dir", "data_root")  # relative to the suite file
-RUN_KEYS = (*CROSSED, *OPTIONS, "set", "components")
+RUN_KEYS = (*CROSSED, *OPTIONS, "set", "components", "evaluate")  # evaluate: as run's --evaluate (a list or "a,b")
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class SuiteRun:
             repeat=self.repeat,
             processes=option("nproc", 1),
             suite_key=self.key,
+            evaluations=evaluation_names(option("evaluate")),
         )
 
 
@@ -237,6 +239,7 @@ def _check(table: Mapping[str, Any], where: str) -> None:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise UsageError(f"{where}: set.{name} must be a number, string, boolean or array") from None
+    evaluation_names(table.get("evaluate"), f"{where}: evaluate")  # the names are checked against the registry later
     components = table.get("components", {})
     if not isinstance(components, dict):
         raise UsageError(f"{where}: components must be a table, e.g. components = {{ model = 'resnet18' }}")
@@ -294,6 +297,8 @@ def validate(suite: Suite, registry) -> None:
         try:
             for kind, name in run.options.get("components", {}).items():
                 registry.get(kind, name)
+            for name in evaluation_names(run.options.get("evaluate")) or ():
+                registry.get("evaluation", name)
             hp = check(run.config(), registry.recipe(run.recipe))
             if "nproc" in run.options:
                 backend_for(run.device)

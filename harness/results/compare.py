@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from . import workload
+from .evaluations import EvaluationChange
+from .evaluations import changes as evaluation_changes
 from .reader import ENVIRONMENT_FIELDS
 from .stats import SlowdownDecision, judge_paired_slowdown, judge_slowdown
 
@@ -108,6 +110,8 @@ class Comparison:
     pairs: list[PairResult]
     warnings: list[str]
     notes: list[str]
+    # run --evaluate: each judged pair's evaluation metrics, medians of both sides and their difference (not judged)
+    evaluations: list[EvaluationChange] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[PairResult]:
@@ -179,7 +183,7 @@ def compare_runs(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settin
         reasons = "; ".join(f"{p.recipe} / {p.device}: {', '.join(p.reasons)}" for p in pairs)
         raise UsageError(f"nothing could be compared ({reasons})")
     warnings = environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings)
-    return Comparison(settings, pairs, warnings, notes)
+    return Comparison(settings, pairs, warnings, notes, evaluation_changes(baseline, current, judged))
 
 
 def different_work(key: tuple[str, ...], base: dict, current: dict, runs: pd.DataFrame) -> PairResult:

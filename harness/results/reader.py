@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, warn
 from ..hooks.components import COMPONENT_KINDS  # each a column of its own (--group-by model)
-from . import workload
+from . import evaluations, workload
 from .store import RecordError, read_record
 from .variant import Variant
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pandas is imported when records are read: the command line 
     import pandas as pd
 
 #: Columns that hold whole structures, not values to group or sort by.
-STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description")
+STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description", "evaluations")
 
 #: Environment fields whose differences mean two results are not like for like.
 ENVIRONMENT_FIELDS = ("cpu", "device_name", "threads", "python", "torch", "torchvision")
@@ -146,6 +146,9 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "partner_run_id": _section(data, "partner").get("run_id"),
         "paired_step_median": _number(_section(data, "paired_ratio").get("step_median")),
         "paired_train_s": _number(_section(data, "paired_ratio").get("train_s")),
+        # run --evaluate: each evaluation's metrics as EVALUATION.METRIC columns, and the whole section.
+        "evaluations": dict(_section(data, "evaluations")),
+        **evaluations.metric_values(data.get("evaluations")),
     }
 
 

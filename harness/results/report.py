@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from ..errors import UsageError
 from ..hooks.components import COMPONENT_KINDS
-from . import workload
+from . import evaluations, workload
 from .reader import STRUCTURED, flatten
 from .schema import RunRecord
 
@@ -87,7 +87,8 @@ def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) ->
     grouped = runs.assign(**{k: runs[k].astype(str) for k in keys}).groupby(keys, sort=True, dropna=False)
     table = grouped.size().rename("runs").to_frame()
     energy = {c: label for c, label in ENERGY_MEASURES.items() if c in runs.columns and runs[c].notna().any()}
-    for column, label in {**MEASURES, **energy}.items():
+    evaluated = evaluations.metric_columns(runs)  # run --evaluate: "corruptions mean_accuracy" and the like
+    for column, label in {**MEASURES, **energy, **evaluated}.items():
         values = grouped[column]
         table[label] = values.median()
         table[f"{label} IQR"] = values.quantile(0.75) - values.quantile(0.25)

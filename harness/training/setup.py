@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -19,6 +19,7 @@ from ..cache import default_cache_dir
 from ..errors import UsageError
 from ..hooks.components import Transform
 from ..hooks.registry import Entry
+from . import evaluations
 from .batches import LoaderBatches, TensorBatches, normalize_batch, to_device
 from .build import build
 from .data import TensorSplit, balanced_subset
@@ -40,6 +41,8 @@ class Parts:
     test_batches: object
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     num_classes: int
+    normalize: Callable | None = None  # the transform's normalize (evaluations after training use it)
+    evaluations: list[evaluations.Prepared] = field(default_factory=list)  # built, to run after training
 
 
 def set_up(run: RunState, prepare_data: PrepareData) -> Parts:
@@ -66,9 +69,10 @@ def set_up(run: RunState, prepare_data: PrepareData) -> Parts:
     scheduler = None
     if "scheduler" in entries:
         scheduler = build(entries["scheduler"], optimizer, watched, len(train_batches))
+    prepared, run.evaluations = evaluations.build_all(run.evaluation_entries, watched)  # they may read keys too
     check_overrides_read(config.hyperparameters, watched, run.recipe)
     step = TrainStep(model, loss_fn, optimizer, config.variant, device, transform.augment, augment_rng, world)
-    return Parts(step, train_batches, test_batches, scheduler, num_classes)
+    return Parts(step, train_batches, test_batches, scheduler, num_classes, transform.normalize, prepared)
 
 
 def warm_up(run: RunState, parts: Parts) -> None:
