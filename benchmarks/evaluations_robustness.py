@@ -11,6 +11,12 @@ the test accuracy, the corruption evaluation's seconds (generating, evaluating, 
 evaluation's seconds and the headline metrics; then whether every run gave the same numbers (all metrics,
 tables and the set's digest), the corruption x severity table and the calibration figures of the first run,
 and the machine: CPU model and load average before and after.
+
+    python benchmarks/evaluations_robustness.py --data-dir DIR --timing-only [--threads 1]
+
+times the corruption evaluation alone, without training (a freshly initialized baseline ``Net``: the work
+per image is the same), twice in this process with a cold and then a warm cache folder, in wall seconds and
+in this process's CPU seconds: on a shared machine the CPU seconds say what a quiet one would take.
 """
 
 from __future__ import annotations
@@ -98,15 +104,57 @@ def tables(record: dict, fmt: str) -> str:
     return "\n".join(lines)
 
 
+def timing_only(data_dir: str, threads: int | None, fmt: str) -> None:
+    """The corruption evaluation of the default subset, cold then warm cache: wall and CPU seconds."""
+    import time
+
+    import torch
+
+    from cifar_bench import read_image_folder
+    from cifar_bench.plugins import baseline, corruptions
+    from cifar_bench.training.config import RunConfig
+    from cifar_bench.training.data import load_tensors
+    from cifar_bench.training.evaluations import make_input
+
+    if threads:
+        torch.set_num_threads(threads)
+    dataset = read_image_folder(data_dir)
+    _, test, _ = load_tensors(dataset, default_cache_dir())
+    torch.manual_seed(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for label in ("first (cold cache)", "later (warm cache)"):
+            data = make_input(model=baseline.Net().eval(), device=torch.device("cpu"), images=test.images,
+                              labels=test.labels, indices=torch.arange(len(test)),
+                              normalize=baseline.tutorial_transform({}).normalize, dataset=dataset,
+                              config=RunConfig("baseline", cache_dir=Path(cache)), hp={"eval_batch_size": 1000},
+                              test_accuracy=None)  # fmt: skip
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = corruptions.evaluate(data, 1000)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            rows.append({"run": label, "wall s": f"{wall:.1f}", "CPU s": f"{cpu:.1f}",
+                         "generating s": f"{out.details['generated_s']:.1f}",
+                         "evaluating s": f"{out.details['evaluated_s']:.1f}", "load": load_average()})  # fmt: skip
+            print(f"{label} done", flush=True)
+    print(f"torch threads: {torch.get_num_threads()}")
+    print(tabulate(rows, headers="keys", tablefmt=fmt, disable_numparse=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="the extracted ImageFolder copy of CIFAR-10")
     parser.add_argument("--runs", type=int, default=2, help="how many times to run the command [2]")
     parser.add_argument("--markdown", action="store_true", help="tables as markdown (for the README)")
+    parser.add_argument("--timing-only", action="store_true", help="time the corruption evaluation alone")
+    parser.add_argument("--threads", type=int, help="with --timing-only: torch threads [torch's default]")
     parser.add_argument("extra", nargs="*", help="more flags for cifar-bench run (after --)")
     args = parser.parse_args()
-    exe = shutil.which("cifar-bench") or sys.exit("cifar-bench is not on PATH: pip install -e . first")
     fmt = "github" if args.markdown else "simple"
+    if args.timing_only:
+        print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average before: {load_average()}", flush=True)
+        timing_only(args.data_dir, args.threads, fmt)
+        return
+    exe = shutil.which("cifar-bench") or sys.exit("cifar-bench is not on PATH: pip install -e . first")
     print(f"command: cifar-bench {' '.join(COMMAND)} --data-dir {args.data_dir} {' '.join(args.extra)}")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average before: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

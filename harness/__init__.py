@@ -18,6 +18,10 @@ import-linter, see pyproject.toml):
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
   ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
 - under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
+
+Evaluations after training (``run --evaluate``) cross the layers: their public types in ``hooks.evaluations``,
+running them in ``training.evaluations`` (their arrays kept by ``training.array_cache``), reading them back in
+``results.evaluations``, ``results.plot_evaluations`` and ``results.publish.evaluations``.
 """
 
 from importlib import import_module

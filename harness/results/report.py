@@ -125,6 +125,8 @@ def sort_table(table: pd.DataFrame, spec: str | None) -> pd.DataFrame:
     if order not in ("", "asc", "desc"):
         raise UsageError(f"--sort {spec}: the order after ':' must be asc or desc")
     column = MEASURES.get(name, name)  # train_img_s and "train img/s" name the same column
+    if column not in table.columns and evaluations.SEPARATOR in column:  # corruptions.mean_accuracy: its label
+        column = column.replace(evaluations.SEPARATOR, " ", 1)
     if column not in table.columns:
         raise UsageError(f"cannot sort by {name!r}: columns are {', '.join(map(str, table.columns))}")
     return table.sort_values(column, ascending=order != "desc", kind="stable").reset_index(drop=True)

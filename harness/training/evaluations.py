@@ -141,7 +141,8 @@ def logits_function(model: torch.nn.Module, device: torch.device, normalize: Cal
         cast = autocast(variant, device) if variant.precision != "fp32" else nullcontext()
         with torch.inference_mode(), cast:
             for chunk in images.split(batch_size):
-                x = normalize_batch(chunk.to(device), normalize, memory_format)
+                # uint8 made contiguous before normalizing: a quarter of the bytes a float copy would move
+                x = normalize_batch(chunk.to(device).contiguous(), normalize, memory_format)
                 outputs.append(model(x).float().cpu())
         return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
