@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import ObserverError, UsageError, first_line
+from ..errors import ObserverError, PluginError, UsageError, first_line
 from ..hooks.components import Recipe
 from ..hooks.evaluations import Evaluation, EvaluationInput, EvaluationOutput, evaluation_names
 from ..hooks.registry import Entry, Registry
@@ -78,7 +78,7 @@ def build_all(
         try:
             settings = _json(evaluation.settings, "settings")
         except ValueError as exc:
-            raise UsageError(f"plugin {entry.plugin!r}: evaluation {entry.name!r} {exc}") from None
+            raise PluginError(f"plugin {entry.plugin!r}: evaluation {entry.name!r} {exc}") from None
         prepared.append(Prepared(entry, evaluation))
         results[entry.name] = EvaluationResult(plugin=entry.plugin, settings=settings)
     return prepared, results
