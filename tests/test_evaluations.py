@@ -219,3 +219,45 @@ def test_records_without_evaluations_still_read(tmp_path):
     assert back.evaluations == {} and back.timings.evaluation_s == 0.0
     made = RunRecord.from_dict({**record(), "evaluations": {"x": {"plugin": "p", "metrics": {"m": 0.5}}}})
     assert made.evaluations == {"x": EvaluationResult(plugin="p", metrics={"m": 0.5})}
+
+
+def evaluated_record(ece: float, commit: str = "a" * 40) -> dict:
+    """A record with the built-in evaluations' results, as a run with --evaluate corruptions,calibration writes."""
+    bins = [{"lower": b / 15, "upper": (b + 1) / 15, "images": 10 if b > 5 else 0,
+             "confidence": (b + 0.5) / 15 if b > 5 else None, "accuracy": b / 16 if b > 5 else None}
+            for b in range(15)]  # fmt: skip
+    per_severity = {str(s): 0.52 - 0.02 * s for s in range(1, 6)}
+    made = record(evaluations={
+        "calibration": {"plugin": "calibration", "settings": {"bins": 15},
+                        "metrics": {"ece": ece, "nll": 1.3, "brier": 0.6}, "details": {"bins": bins}},
+        "corruptions": {"plugin": "corruptions", "settings": {"images": 1000},
+                        "metrics": {"mean_accuracy": 0.47, "relative_drop": 0.09},
+                        "details": {"clean_accuracy": 0.52, "per_severity": per_severity}},
+        "flipped": {"plugin": "flip_plugin", "metrics": {"accuracy": 0.5}},
+    })  # fmt: skip
+    made["environment"]["git_commit"] = commit
+    return made
+
+
+def test_plot_draws_a_second_row_for_evaluations(tmp_path):
+    from cifar_bench.results.plot import draw
+    from cifar_bench.results.reader import load_runs
+
+    runs = load_runs([write(tmp_path / "r", evaluated_record(0.02), evaluated_record(0.03))]).runs
+    axes = draw(runs).axes
+    titles = [ax.get_title() for ax in axes]
+    assert len(axes) == 6 and "reliability diagram (calibration, 15 equal-width bins)" in titles[3]
+    assert "severity" in axes[4].get_xlabel() and "evaluation metrics" in titles[5]
+    assert len(axes[3].get_lines()[1].get_xdata()) == 9  # the 9 bins with images, pooled over the two runs
+    assert len(draw(load_runs([write(tmp_path / "plain", record())]).runs).axes) == 3  # none: one row, as before
+
+
+def test_publish_charts_each_evaluation_metric(tmp_path):
+    from cifar_bench.results.publish.site import publish
+
+    results = write(tmp_path / "r", evaluated_record(0.02), evaluated_record(0.03, "b" * 40))
+    publish([results], tmp_path / "site", report=lambda message: None)
+    (page,) = (tmp_path / "site" / "workloads").glob("*.html")
+    text = page.read_text()
+    assert "Evaluations after training" in text and 'id="chart-calibration.ece"' in text
+    assert "corruptions mean_accuracy median [IQR]" in text and "flipped accuracy" in text
