@@ -30,7 +30,7 @@ from .errors import RunFailed, UsageError
 from .execution import torchrun
 from .execution.inprocess import InProcess
 from .execution.plan import Execution, Written, execute
-from .execution.request import RunRequest, preflight, seeds_from
+from .execution.request import RunRequest, preflight, results_folder, seeds_from
 from .hooks.components import SWAPPABLE_KINDS, DataSource
 from .hooks.evaluations import evaluation_names
 from .hooks.manager import register_inline
@@ -165,13 +165,14 @@ def run_request(recipe: str, options: RunOptions, *, world: World = SINGLE, writ
     """
     request = options.request(recipe)
     plan = request.plan(across_processes=world.distributed)
-    preflight(request, writes=world.main)
-    session = Session.load(options.plugins)
-    if not world.main:
-        plan = replace(plan, results_dir=None)  # rank 0 writes for every rank
-    if console is not None:
-        register_inline(session.plugins, console, "console")
-    return execute(plan, InProcess(session, world), session, written=written)
+    preflight(request)
+    with results_folder(request.results_dir, writes=world.main):
+        session = Session.load(options.plugins)
+        if not world.main:
+            plan = replace(plan, results_dir=None)  # rank 0 writes for every rank
+        if console is not None:
+            register_inline(session.plugins, console, "console")
+        return execute(plan, InProcess(session, world), session, written=written)
 
 
 def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tuple[Execution, int]:
@@ -193,11 +194,11 @@ def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tupl
             f"--nproc {options.nproc} needs {options.nproc} GPUs; this machine has {torch.cuda.device_count()}"
         )
     preflight(request)
-    session = Session.load(options.plugins)  # a broken plugin is refused before torchrun starts
-    for planned in plan.runs:
-        for config in (planned.config, *([planned.reference] if planned.reference else [])):
-            check(config, session.registry.recipe(config.recipe))
-    with tempfile.TemporaryDirectory(prefix="cifar-bench-launch-") as folder:
+    with results_folder(request.results_dir), tempfile.TemporaryDirectory(prefix="cifar-bench-launch-") as folder:
+        session = Session.load(options.plugins)  # a broken plugin is refused before torchrun starts
+        for planned in plan.runs:
+            for config in (planned.config, *([planned.reference] if planned.reference else [])):
+                check(config, session.registry.recipe(config.recipe))
         manifest = Path(folder) / "written.json"
         if plan.results_dir is None:  # nothing to keep: rank 0 writes here, and the records are read back
             plan = replace(plan, results_dir=Path(folder))

@@ -193,6 +193,13 @@ def test_a_suite_names_evaluations(run_cli, tmp_path):
                      '[[runs]]\nrecipes = "baseline"\nevaluate = "calibraton"\n')  # fmt: skip
     done = run_cli("suite", suite, "--results-dir", tmp_path / "r")
     assert done.code == 2 and "unknown evaluation 'calibraton'" in done.err and str(suite) in done.err
+    suite.write_text('[defaults]\ndataset = "synthetic"\n[[runs]]\nrecipes = "baseline"\nevaluate = "corruptions"\n'
+                     'set = { corruption_images = 10 }\n')  # fmt: skip
+    assert run_cli("suite", suite, "--dry-run", "--results-dir", tmp_path / "r").code == 0  # read by corruptions
+    suite.write_text('[defaults]\ndataset = "synthetic"\n[[runs]]\nrecipes = "baseline"\n'
+                     'set = { corruption_images = 10 }\n')  # fmt: skip
+    unread = run_cli("suite", suite, "--dry-run", "--results-dir", tmp_path / "r")
+    assert unread.code == 2 and "'corruption_images' is read by no component" in unread.err
     config = RunOptions(evaluate=["calibration", "corruptions"]).request("baseline").base
     assert config.evaluations == ("calibration", "corruptions")
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config  # as a rank receives it

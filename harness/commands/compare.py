@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import warn
+from ..errors import UsageError, warn
 from ..results.compare import METRICS
 from .arguments import alpha, choice_type, percentage, points, write_output
 
@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gate on time relative to the interleaved reference run (run --reference)")  # fmt: skip
     add("--paired", action=argparse.BooleanOptionalAction, default=None,
         help="gate on per-step-paired ratios from 'cifar-bench ab' [used when CURRENT has them]")  # fmt: skip
+    add("--allow-unjudged", action="store_true",
+        help="exit 0 even when a recipe one side has was not judged (different work, one side only)")  # fmt: skip
     add("--format", type=choice_type(FORMATS, "format"), default="text", help="text|markdown|json [text]")
     add("--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
 
@@ -42,4 +44,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for message in comparison.warnings:
             warn(message)
     write_output(RENDERERS[args.format](comparison, str(args.baseline), str(args.current)), args.output)
+    if comparison.unjudged and not args.allow_unjudged:  # fail closed: the gate did not look at everything
+        more = f" (and {len(comparison.unjudged) - 1} more)" if len(comparison.unjudged) > 1 else ""
+        raise UsageError(f"not judged: {comparison.unjudged[0]}{more}; pass --allow-unjudged if that is expected")
     return 1 if comparison.regressions else 0

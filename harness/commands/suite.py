@@ -38,7 +38,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise UsageError("--address and --max-retries are for --executor ray: add it, or drop them")
     suite = suites.load(args.file)
     session = Session.load([*args.plugins_global, *args.plugins_sub])
-    suites.validate(suite, session.registry)
+    suites.validate(suite, session)
     results_dir = args.results_dir or suite.results_dir or Path("results")
     labels = suites.settings_labels(suite.runs)
     keys = [run.key for run in suite.runs]

@@ -53,9 +53,12 @@ from ..hooks.components import SWAPPABLE_KINDS, DataSource
 from ..hooks.evaluations import evaluation_names
 from ..results.store import RecordError, read_record
 from ..results.variant import LOADERS, PRECISIONS, Variant
+from ..training import evaluations
 from ..training.config import RunConfig
 from ..training.devices import parse_devices
 from ..training.hyperparameters import check
+from ..training.session import Session
+from ..training.setup import check_reads
 from ..training.world import backend_for
 from .plan import Plan, PlannedRun
 
@@ -288,18 +291,24 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate(suite: Suite, registry) -> None:
-    """What can be known before anything runs: recipes, components, hyperparameters, data-parallel splits.
+def validate(suite: Suite, session: Session) -> None:
+    """What can be known before anything runs: recipes, components, hyperparameters (a ``set`` key no
+    component reads is refused), data-parallel splits.
 
     Resolves each run's hyperparameters on the way (kept for records of runs that cannot start).
     """
+    built: set[str] = set()  # the components of one recipe, overrides and set keys are built once
     for i, run in enumerate(suite.runs):
         try:
-            for kind, name in run.options.get("components", {}).items():
-                registry.get(kind, name)
-            for name in evaluation_names(run.options.get("evaluate")) or ():
-                registry.get("evaluation", name)
-            hp = check(run.config(), registry.recipe(run.recipe))
+            config = run.config()
+            recipe = session.registry.recipe(run.recipe)
+            hp = check(config, recipe)
+            entries = session.components(recipe, config)
+            what = json.dumps([run.recipe, run.options.get("components", {}), run.options.get("set", {}),
+                               config.dataset, run.options.get("evaluate")], sort_keys=True, default=str)  # fmt: skip
+            if what not in built:  # the evaluations too: an unknown name is refused, their settings read
+                check_reads(entries, config, recipe, hp, evaluations.entries(session.registry, recipe, config))
+                built.add(what)
             if "nproc" in run.options:
                 backend_for(run.device)
         except UsageError as exc:

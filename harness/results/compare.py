@@ -110,6 +110,9 @@ class Comparison:
     pairs: list[PairResult]
     warnings: list[str]
     notes: list[str]
+    # What one side has that was not judged, one line each: a pair of different work, one not compared,
+    # or runs on one side only. A gate must not pass over these unless told they are expected.
+    unjudged: list[str] = field(default_factory=list)
     # run --evaluate: each judged pair's evaluation metrics, medians of both sides and their difference (not judged)
     evaluations: list[EvaluationChange] = field(default_factory=list)
 
@@ -183,7 +186,10 @@ def compare_runs(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settin
         reasons = "; ".join(f"{p.recipe} / {p.device}: {', '.join(p.reasons)}" for p in pairs)
         raise UsageError(f"nothing could be compared ({reasons})")
     warnings = environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings)
-    return Comparison(settings, pairs, warnings, notes, evaluation_changes(baseline, current, judged))
+    unjudged = [f"{p.recipe} / {p.device}: {'; '.join(p.reasons)}" for p in pairs if p not in judged]
+    unjudged += [note.replace(", not compared: ", ": ") for note in notes if note.startswith("only in ")]
+    return Comparison(settings, pairs, warnings, notes, unjudged,
+                      evaluations=evaluation_changes(baseline, current, judged))  # fmt: skip
 
 
 def different_work(key: tuple[str, ...], base: dict, current: dict, runs: pd.DataFrame) -> PairResult:
@@ -355,7 +361,10 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def _values(runs: pd.DataFrame, column: str) -> list[str]:
-    return sorted({str(v) for v in runs[column] if v is not None and not (isinstance(v, float) and math.isnan(v))})
+    """The distinct values of a column as text; a whole number that pandas made a float (a column with gaps
+    reads as floats) is written as the whole number it was, so 2 and 2.0 are one value."""
+    present = (v for v in runs[column] if v is not None and not (isinstance(v, float) and math.isnan(v)))
+    return sorted({str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in present})
 
 
 def _percent(change: float) -> str:

@@ -120,6 +120,7 @@ def render_json(comparison: Comparison, baseline: str, current: str) -> str:
         "pairs": pairs,
         "warnings": comparison.warnings,
         "notes": comparison.notes,
+        "unjudged": comparison.unjudged,
         "evaluations": [{**asdict(c), "difference": c.difference} for c in comparison.evaluations],
     }
     return json.dumps(data, indent=2, allow_nan=False) + "\n"

@@ -32,6 +32,12 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LOG_SCALE_SPREAD = 30  # switch an axis to log scale when its values span more than this factor
 
 
+def literal(text: object) -> str:
+    """``text`` as matplotlib must draw it as written: a ``$`` in a recipe or device name would otherwise
+    start mathtext (``$\\nosuchsymbol$`` makes drawing fail)."""
+    return str(text).replace("$", r"\$")
+
+
 def series_label(runs: pd.DataFrame) -> pd.Series:
     """What a colour stands for: the recipe, plus the variant when one recipe ran several."""
     variants = runs.groupby("recipe")["variant"].transform("nunique")
@@ -59,8 +65,8 @@ def draw(runs: pd.DataFrame) -> Figure:
     for i, ax in enumerate(axes[1] if extra else []):
         extra[i](ax, runs, colour) if i < len(extra) else ax.set_visible(False)
 
-    handles = [Line2D([], [], color=colour[s], lw=6, label=s) for s in series]
-    handles += [Line2D([], [], color="0.3", marker=marker[d], ls="", label=d) for d in devices]
+    handles = [Line2D([], [], color=colour[s], lw=6, label=literal(s)) for s in series]
+    handles += [Line2D([], [], color="0.3", marker=marker[d], ls="", label=literal(d)) for d in devices]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
     synthetic = runs["synthetic"].fillna(False).astype(bool).any()
     title = f"cifar-bench: {len(runs)} runs"
@@ -104,7 +110,7 @@ def _throughput(ax: Axes, runs: pd.DataFrame, series: list, devices: list, colou
             ax.bar(x, q50, width * 0.9, color=colour[name], alpha=0.75,
                    yerr=[[q50 - q25], [q75 - q50]], capsize=3)  # fmt: skip
             ax.scatter(x + rng.uniform(-width / 4, width / 4, len(values)), values, s=8, color="black", zorder=3)
-    ax.set_xticks(range(len(devices)), devices)
+    ax.set_xticks(range(len(devices)), [literal(d) for d in devices])
     _log_if_wide(ax, runs["train_img_s"], "y")
     ax.set(title="training throughput per device (median, IQR, runs)", xlabel="device",
            ylabel="training images per second")  # fmt: skip

@@ -89,6 +89,7 @@ class RunState:
     time_to_target_s: float | None = None
     diverged_at: dict[str, int] | None = None
     images_trained: int = 0
+    trained: bool = False  # every epoch done: an interruption now loses no training
     correct: torch.Tensor | None = None  # per class, from the final evaluation
     total: torch.Tensor | None = None
     distributed: DistributedInfo | None = None  # how a data-parallel run was split; None in one process
