@@ -21,6 +21,10 @@ import-linter, see pyproject.toml):
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
   ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
 - under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
+
+Evaluations after training (``run --evaluate``) cross the layers: their public types in ``hooks.evaluations``,
+running them in ``training.evaluations`` (their arrays kept by ``training.array_cache``), reading them back in
+``results.evaluations``, ``results.plot_evaluations`` and ``results.publish.evaluations``.
 """
 
 from importlib import import_module
@@ -28,6 +32,7 @@ from importlib import import_module
 from .errors import DataError, PluginError, UsageError
 from .hooks.commands import Command
 from .hooks.components import Dataset, DataSource, Recipe, Transform
+from .hooks.evaluations import Evaluation, EvaluationInput, EvaluationOutput
 from .hooks.events import EpochResult, RunInfo, TrainProgress
 from .hooks.specs import hookimpl
 from .results.schema import RunRecord
@@ -67,6 +72,9 @@ __all__ = [
     "DataSource",
     "Dataset",
     "EpochResult",
+    "Evaluation",
+    "EvaluationInput",
+    "EvaluationOutput",
     "PluginError",
     "Recipe",
     "RunInfo",

@@ -32,6 +32,7 @@ from .execution.inprocess import InProcess
 from .execution.plan import Execution, Written, execute
 from .execution.request import RunRequest, preflight, results_folder, seeds_from
 from .hooks.components import SWAPPABLE_KINDS, DataSource
+from .hooks.evaluations import evaluation_names
 from .hooks.manager import register_inline
 from .results.schema import RunRecord
 from .results.store import read_record
@@ -91,6 +92,8 @@ class RunOptions:
     # Experiment trackers (--track NAME[=ARGUMENT], see execution/tracking.py): ["mlflow", "tensorboard=runs"].
     track: Sequence[str] = ()
     mlflow_experiment: str | None = None  # --mlflow-experiment: the experiment of the mlflow tracker
+    # Evaluations after training: "corruptions,calibration" or a list; "none" for none; None: the recipe's.
+    evaluate: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "limit_train", "limit_test", "repeats", "threads", "nproc"):
@@ -136,6 +139,7 @@ class RunOptions:
             retune=self.retune,
             threads=self.threads,
             processes=self.nproc or 1,
+            evaluations=evaluation_names(self.evaluate),
         )  # fmt: skip
         seeds = tuple(self.seeds) if self.seeds is not None else seeds_from(self.seed, self.repeats)
         return RunRequest(base, self.device, seeds, self.reference, self.interleave, self.epochs, self.results_dir)

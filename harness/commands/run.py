@@ -72,6 +72,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--dist-timeout", type=types.positive_seconds, metavar="S",
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
     types.tracking_flags(run)
+    run.add_argument("--evaluate", metavar="NAME,...",
+                     help="evaluations after training, e.g. corruptions,calibration (see 'cifar-bench list'); "
+                          "none for none [the recipe's]")  # fmt: skip
 
 
 def options(args: argparse.Namespace) -> RunOptions:
@@ -96,6 +99,7 @@ def options(args: argparse.Namespace) -> RunOptions:
         reference=args.reference, interleave=args.interleave, nproc=args.nproc, dist_timeout=args.dist_timeout,
         plugins=[*args.plugins_global, *args.plugins_sub], **{kind: getattr(args, kind) for kind in SWAPPABLE_KINDS},
         track=args.track, mlflow_experiment=args.mlflow_experiment,
+        evaluate=args.evaluate,
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from ..errors import UsageError
 from ..hooks.components import COMPONENT_KINDS
-from . import workload
+from . import evaluations, workload
 from .reader import STRUCTURED, flatten
 from .report_accuracy import LABELS as ACCURACY_LABELS
 from .report_accuracy import across_seeds
@@ -92,7 +92,8 @@ def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) ->
     grouped = runs.assign(**{k: runs[k].astype(str) for k in keys}).groupby(keys, sort=True, dropna=False)
     table = grouped.size().rename("runs").to_frame()
     energy = {c: label for c, label in ENERGY_MEASURES.items() if c in runs.columns and runs[c].notna().any()}
-    for column, label in {**MEASURES, **energy}.items():
+    evaluated = evaluations.metric_columns(runs)  # run --evaluate: "corruptions mean_accuracy" and the like
+    for column, label in {**MEASURES, **energy, **evaluated}.items():
         values = grouped[column]
         table[label] = values.median()
         table[f"{label} IQR"] = values.quantile(0.75) - values.quantile(0.25)
@@ -130,6 +131,8 @@ def sort_table(table: pd.DataFrame, spec: str | None) -> pd.DataFrame:
     if order not in ("", "asc", "desc"):
         raise UsageError(f"--sort {spec}: the order after ':' must be asc or desc")
     column = MEASURES.get(name, name)  # train_img_s and "train img/s" name the same column
+    if column not in table.columns and evaluations.SEPARATOR in column:  # corruptions.mean_accuracy: its label
+        column = column.replace(evaluations.SEPARATOR, " ", 1)
     if column not in table.columns:
         raise UsageError(f"cannot sort by {name!r}: columns are {', '.join(map(str, table.columns))}")
     return table.sort_values(column, ascending=order != "desc", kind="stable").reset_index(drop=True)

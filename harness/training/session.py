@@ -23,7 +23,7 @@ from ..hooks.manager import PluginManager
 from ..hooks.registry import Entry, Registry, collect
 from ..results.schema import DistributedInfo
 from ..results.store import new_run_id, write_record
-from . import devices, environment, meters
+from . import devices, environment, evaluations, meters
 from .build import build
 from .config import RunConfig
 from .data import TensorSplit, check_one_size, load_tensors
@@ -103,6 +103,7 @@ class Session:
             config=config, recipe=recipe, hp=hp, entries=entries, device=device, world=world, run_id=run_id,
             skip=devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device),
             timer=PhaseTimer(lambda: devices.synchronize(device)), startup_s=self._startup_s,
+            evaluation_entries=evaluations.entries(self.registry, recipe, config),
             # What observers are told; the sizes are filled in once the data is read.
             info=RunInfo(run_id=run_id, recipe=recipe.name, device=config.device, loader=config.variant.loader,
                          hyperparameters=hp, dataset=entries["dataset"].name, train_size=0, test_size=0,
@@ -160,6 +161,7 @@ class Session:
         with run.timer.phase("warmup"):  # torch.compile compiles here, never inside train time
             warm_up(run, parts)
         train_and_evaluate(run, parts, self.plugins.notify, between_steps)
+        evaluations.after_training(run, parts)  # run --evaluate: each in its own phase, after the final evaluation
 
     # -- components and data ----------------------------------------------------
 

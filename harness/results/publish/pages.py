@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .. import compare_accuracy
 from ..compare_render import rule
 from .charts import REGRESSION_COLOUR, comparison_chart, measure_chart
+from .evaluations import evaluation_section
 from .history import MACHINE_FIELDS, CommitResult, History, Series, _present, escape
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ def series_page(s: Series, history: History, siblings: Sequence[Series], title: 
 <tbody>
 {_history_rows(s)}
 </tbody></table></section>
+{evaluation_section(s, details)}
 {_comparison_section(s, history, siblings)}
 <section><details><summary>All {len(s.runs)} runs</summary>
 <table class="runs"><thead><tr><th>run</th><th>commit</th><th>seed</th><th>status</th><th>started</th><th>train s</th>
