@@ -1,0 +1,529 @@
+"""Change points in a benchmark's history: where a series of runs moved to a new level, and by how much.
+
+The method is E-Divisive with means (Matteson and James, 2014), the one Apache Otava (formerly
+DataStax's Hunter) and Nyrkiö run over performance histories, adapted to what a cifar-bench series is:
+
+* **Every run, not commit medians.** A series is the value of every run, oldest first, each run tagged
+  with its group (the commit it ran at, or for a run without a commit a label of its own). Three runs of
+  a commit are three observations; a median per commit would throw two thirds of them away.
+* **Splits only between groups.** Runs of one commit are contiguous, and a change point is only ever
+  put between two groups: a commit cannot be half slow.
+* **The statistic.** For a segment of runs and a candidate split, the energy statistic with exponent 1
+  compares the mean distance between runs on opposite sides of the split with the mean distance within
+  each side, scaled by ``n1 * n2 / (n1 + n2)``. It sees any change of distribution, and because each run
+  enters both the "between" and the "within" averages, one run three times slower than the rest adds about
+  as much to one as to the other: a lone outlier does not make a change point, where it would drag a mean
+  or a t-test. Times are compared as logarithms (``relative=True``), so 10% slower is the same distance
+  at any speed; accuracy is compared in its own units.
+* **Where.** As in E-Divisive, the split τ and the end κ of the segment after it are both searched
+  (``max Q(τ, κ)``): a second change further on then does not blur the first. Binary segmentation then
+  repeats the search on each side of every change point found.
+* **Whether it is real.** A permutation test, as Matteson and James propose and Otava's original
+  algorithm does: the runs of the segment are shuffled ``permutations`` times and the p-value is the share
+  of shuffles whose best ``Q`` reaches the observed one. Because each shuffle is maximised over every
+  split, the p-value already pays for having picked the best split, which a t-test on the chosen split
+  (Hunter's faster variant) does not; it assumes nothing about the shape of the noise, which on a shared
+  VM is heavy-tailed. A shuffle that cannot beat the observed value is the evidence, so the test stops at
+  the first ``alpha * (permutations + 1)`` shuffles that do: a flat series costs a few dozen shuffles.
+
+**Significance level, 0.001** (Otava's and Nyrkiö's default ``max_pvalue``). The permutation p-value is
+honest about the choice of split, so the chance that a flat series gets a change point is ``alpha``, per
+measure and per series. ``publish`` runs the detection on three measures of every series of a site, tens
+of tests a build; at 0.001 a site of 50 flat series shows a false mark with probability about 5%, at 0.01
+about 40%. The price is that a change needs enough runs: with 999 shuffles, p = 0.001 means that no
+shuffle did as well, which 3 runs a commit reach for a clean 5% step within a few commits (the benchmark,
+``benchmarks/changepoint_accuracy.py``, measures how many).
+
+**Minimum segment, 2 groups** (commits) on each side of a change point, and at least 2 runs (the within
+average of one run is undefined). One commit can be slow for a reason that has nothing to do with its code
+(a neighbour on the VM during its runs); two in a row at the same new level is a change. asv reports a
+regression only when it lasts at least 2 commits (``min_size=2``) for the same reason. The cost: a step at
+the newest commit is seen once the next commit has run too.
+
+**Where it could have begun.** The location is refined between the neighbouring change points (the best
+single split of that window), and its uncertainty comes from a wild bootstrap: every run's residual from
+the two fitted levels keeps its place and size and gets a random sign, and the best split is found again.
+``earliest`` and ``latest`` are the groups between which the central ``LOCATION_CONFIDENCE`` of the
+bootstrap splits fall (always including the estimate). A blurred step, or a drift over several commits,
+leaves large residuals near the split and so a wide range; a clean step a single group.
+
+**How much.** ``before`` and ``after`` are the medians of the neighbouring segments; ``magnitude`` is the
+Hodges-Lehmann estimate of the shift between them (the median of all pairwise differences; for times, of
+log ratios, so a ratio after / before), with the distribution-free interval from the Mann-Whitney critical
+values, as ``compare`` gives for two commits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+
+#: Groups (commits) each side of a change point must hold, at least.
+MIN_SEGMENT = 2
+#: Runs each side must hold, at least: the mean distance within one run is undefined.
+MIN_RUNS = 2
+#: Significance level of the permutation test (Otava's and Nyrkiö's default).
+ALPHA = 0.001
+#: Shuffles per test: with 999, the smallest p-value is 1 / 1000, just ``ALPHA``.
+PERMUTATIONS = 999
+#: A group is at a level when its median is within this many commit-to-commit spreads of it (about 95%)...
+LOCATION_Z = 2.0
+#: ... or within this share of the step: a group a quarter of the way across is not yet "in between".
+LOCATION_SHARE = 0.25
+#: Median absolute deviation to standard deviation, for normal noise.
+MAD_TO_SD = 1.4826
+#: Confidence of the magnitude's interval. Above compare's 0.90 because the segments were chosen by the data,
+#: which makes an interval computed as if they had been fixed in advance somewhat too narrow.
+MAGNITUDE_CONFIDENCE = 0.95
+#: Above this many (before, after) pairs the exact Mann-Whitney distribution gives way to the normal one.
+EXACT_PAIRS = 2500
+#: Relative slack when comparing statistics and levels (floating-point sums of the same numbers in another order).
+SLACK = 1e-9
+
+Direction = Literal["up", "down"]
+Unit = Literal["groups", "runs"]
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    """A change of level in a series, beginning at ``group``.
+
+    ``magnitude``, ``low`` and ``high`` are a ratio after / before when ``relative`` (times, throughput),
+    otherwise a difference after - before in the series' units (accuracy points); ``low``/``high`` are
+    None when too few runs allow an interval at ``MAGNITUDE_CONFIDENCE``.
+    """
+
+    group: Hashable  # the first group at the new level
+    index: int  # position in the series of the first value at the new level
+    earliest: Hashable  # the range of groups the change could have begun in, oldest first
+    latest: Hashable
+    before: float  # median of the segment before, in the series' units
+    after: float  # median of the segment after
+    magnitude: float
+    low: float | None
+    high: float | None
+    p_value: float  # permutation p-value of the test that found it (at least 1 / (permutations + 1))
+    direction: Direction  # "up": the values rose (slower, for times)
+    relative: bool
+
+
+@dataclass(frozen=True)
+class _Series:
+    """Values on the scale tested (logs when relative), and where each group begins."""
+
+    x: np.ndarray
+    labels: list[Hashable]
+    starts: np.ndarray  # run index where each group begins, then the number of runs (length groups + 1)
+
+
+def detect(values: Sequence[float], groups: Sequence[Hashable], *, min_segment: int = MIN_SEGMENT,
+           alpha: float = ALPHA, permutations: int = PERMUTATIONS, seed: int = 0, relative: bool = True,
+           unit: Unit = "groups") -> list[ChangePoint]:  # fmt: skip
+    """The change points of a series, oldest first; the same list for the same inputs and seed.
+
+    ``values``: every run, in series order (oldest first). ``groups``: per value, its group (a commit hash,
+    or a label of its own for a run without one); the runs of a group must be contiguous. ``relative``:
+    compare as ratios (times, throughput; values must be positive) rather than differences (accuracy).
+    ``unit``: what the permutation test shuffles: whole groups (the default: valid when the runs of one
+    commit share its machine's mood), or single runs (only for runs that are independent of each other).
+    """
+    if min_segment < 1:
+        raise ValueError(f"min_segment must be at least 1 group, got {min_segment}")
+    if unit not in ("groups", "runs"):
+        raise ValueError(f"unit must be 'groups' or 'runs', got {unit!r}")
+    series = _prepare(values, groups, relative)
+    found = _binary_segmentation(series, min_segment, alpha, permutations, seed, unit)
+    bounds = [0, *[split for split, _ in found], len(series.labels)]
+    raw = np.asarray(values, dtype=float)
+    points = []
+    for i, (_, p_value) in enumerate(found):
+        split, earliest, latest = _locate(series, bounds[i], bounds[i + 2], min_segment)
+        span = (earliest, latest)
+        points.append(_describe(series, raw, bounds[i], split, bounds[i + 2], span, p_value, relative, unit))
+    return points
+
+
+def _prepare(values: Sequence[float], groups: Sequence[Hashable], relative: bool) -> _Series:
+    """Check the inputs and find where each group begins; a group that comes back after another is refused."""
+    if len(values) != len(groups):
+        raise ValueError(f"{len(values)} values but {len(groups)} groups")
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or not np.all(np.isfinite(x)):
+        raise ValueError("values must be a sequence of finite numbers")
+    if relative:
+        if np.any(x <= 0):
+            raise ValueError("relative=True compares ratios: values must be positive")
+        x = np.log(x)
+    labels: list[Hashable] = []
+    starts: list[int] = []
+    seen: set[Hashable] = set()
+    for i, group in enumerate(groups):
+        if i == 0 or group != groups[i - 1]:
+            if group in seen:
+                raise ValueError(f"the runs of group {group!r} are not contiguous")
+            seen.add(group)
+            labels.append(group)
+            starts.append(i)
+    return _Series(x, labels, np.array([*starts, len(x)]))
+
+
+# -- the energy statistic -----------------------------------------------------------------------------
+#
+# Everything is computed from group-level prefix sums: pg[..., a, b] is the sum of |x_i - x_j| over the runs
+# of groups 0..a-1 against those of groups 0..b-1, and counts[..., a] the number of runs in groups 0..a-1.
+# The leading axes hold a batch of shuffles or bootstrap draws.
+
+#: Floats held at once by a batch of shuffles or draws (each needs n² of them, n runs): about 32 MB.
+BATCH_FLOATS = 4_000_000
+
+
+def _batch_size(n: int) -> int:
+    return max(1, min(64, BATCH_FLOATS // max(1, n * n)))
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied values sharing the mean of their ranks."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return (ends - (counts - 1) / 2)[inverse]
+
+
+def _run_prefix(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Group-level prefix sums from run values (shape (..., n)) and the groups' starts (local, from 0)."""
+    d = np.abs(x[..., :, None] - x[..., None, :])
+    p = np.zeros((*x.shape[:-1], x.shape[-1] + 1, x.shape[-1] + 1))
+    p[..., 1:, 1:] = d.cumsum(axis=-2).cumsum(axis=-1)
+    return p[..., starts[:, None], starts[None, :]]
+
+
+def _group_prefix(d: np.ndarray) -> np.ndarray:
+    """Prefix sums of group-to-group distance sums (shape (..., g, g)), with a zero first row and column."""
+    p = np.zeros((*d.shape[:-2], d.shape[-2] + 1, d.shape[-1] + 1))
+    p[..., 1:, 1:] = d.cumsum(axis=-2).cumsum(axis=-1)
+    return p
+
+
+def _energy(cross: np.ndarray, within_in: np.ndarray, within_out: np.ndarray, n_in: np.ndarray,
+            n_out: np.ndarray) -> np.ndarray:  # fmt: skip
+    """E-Divisive's Q: ``n_in n_out / (n_in + n_out)`` times the energy distance between two sets of runs.
+
+    ``cross``: the sum of |x_i - x_j| over pairs across the sets; ``within_in``/``within_out``: the sums over
+    ordered pairs inside each (every pair twice). -inf where a set has under ``MIN_RUNS`` runs.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = cross * 2 / (n_in * n_out)
+        q = (
+            n_in
+            * n_out
+            / (n_in + n_out)
+            * (between - within_in / (n_in * (n_in - 1)) - within_out / (n_out * (n_out - 1)))
+        )
+    return np.where((n_in >= MIN_RUNS) & (n_out >= MIN_RUNS), q, -np.inf)
+
+
+def _q(pg: np.ndarray, counts: np.ndarray, admissible: np.ndarray) -> np.ndarray:
+    """Q of the groups τ..κ-1 against the rest of the segment, for every τ (axis -2) and κ (axis -1).
+
+    ``pg``: group-level prefix sums P (symmetric, zero first row and column: P[a, b] sums the distances of
+    the runs of groups 0..a-1 to those of groups 0..b-1); ``counts``: runs before each group boundary;
+    ``admissible``: the (τ, κ) the minimum segment allows. With A = 0..τ-1, I = τ..κ-1, C = κ..end-1, every
+    block sum is a few entries of P, so the whole grid is a handful of array operations.
+    """
+    diag = np.diagonal(pg, axis1=-2, axis2=-1)
+    p_aa, p_bb = diag[..., :, None], diag[..., None, :]
+    p_ag, p_bg, p_gg = pg[..., :, -1:], pg[..., -1:, :], pg[..., -1:, -1:]
+    within_in = p_bb - 2 * pg + p_aa
+    within_a, within_c, cross_ac = p_aa, p_gg - 2 * p_bg + p_bb, p_ag - pg
+    cross_ai, cross_ic = pg - p_aa, (p_bg - p_ag) - (p_bb - pg)
+    n_in = (counts[..., None, :] - counts[..., :, None]).astype(float)
+    q = _energy(cross_ai + cross_ic, within_in, within_a + within_c + 2 * cross_ac, n_in, counts[..., -1:, None] - n_in)
+    return np.where(admissible, q, -np.inf)
+
+
+def _single_splits(x: np.ndarray, starts: np.ndarray, min_segment: int) -> np.ndarray:
+    """Q of groups 0..τ-1 against τ..end-1 for every τ, from run values (shape (..., n)); -inf where too short.
+
+    Needs only P[τ, end] and P[τ, τ], which are running sums of each run's distances to all runs and to
+    the runs before it: no 2-D prefix sums.
+    """
+    d = np.abs(x[..., :, None] - x[..., None, :])
+    shape = (*x.shape[:-1], x.shape[-1] + 1)
+    to_all, to_earlier = np.zeros(shape), np.zeros(shape)
+    to_all[..., 1:] = d.sum(axis=-1).cumsum(axis=-1)
+    to_earlier[..., 1:] = 2 * np.tril(d).sum(axis=-1).cumsum(axis=-1)
+    p_tt, p_tn, p_nn = to_earlier[..., starts], to_all[..., starts], to_all[..., -1:]
+    n1 = starts.astype(float)
+    q = _energy(p_tn - p_tt, p_tt, p_nn - 2 * p_tn + p_tt, n1, starts[-1] - n1)
+    groups = np.arange(len(starts))
+    return np.where((groups >= min_segment) & (groups <= len(starts) - 1 - min_segment), q, -np.inf)
+
+
+def _admissible(groups: int, min_segment: int) -> np.ndarray:
+    """(τ, κ) pairs (groups+1 square) whose inside τ..κ-1 and both outside pieces (when not empty) hold
+    ``min_segment`` groups, and whose outside is not empty."""
+    tau = np.arange(groups + 1)[:, None]
+    kappa = np.arange(groups + 1)[None, :]
+    before_ok = (tau == 0) | (tau >= min_segment)
+    after_ok = (kappa == groups) | (groups - kappa >= min_segment)
+    return (kappa - tau >= min_segment) & before_ok & after_ok & ~((tau == 0) & (kappa == groups))
+
+
+def _best(q: np.ndarray) -> np.ndarray:
+    """The largest Q of each grid in a batch (shape (..., g+1, g+1) to (...))."""
+    return q.reshape(*q.shape[:-2], -1).max(axis=-1)
+
+
+# -- detection -----------------------------------------------------------------------------------------
+
+
+def _binary_segmentation(series: _Series, min_segment: int, alpha: float, permutations: int, seed: int,
+                         unit: Unit) -> list[tuple[int, float]]:  # fmt: skip
+    """Significant splits as (group index, p-value), in series order.
+
+    Each segment is tested on its own, with a generator seeded by the seed and the segment's bounds, so
+    that the result does not depend on the order in which segments are visited.
+    """
+    found: list[tuple[int, float]] = []
+    todo = [(0, len(series.labels))]
+    while todo:
+        first, end = todo.pop()
+        admissible = _admissible(end - first, min_segment)
+        starts = series.starts[first : end + 1] - series.starts[first]
+        segment = _ranks(series.x[series.starts[first] : series.starts[end]])
+        q = _q(_run_prefix(segment, starts), starts, admissible)
+        tau, kappa = np.unravel_index(int(np.argmax(q)), q.shape)
+        observed = float(q.max())
+        if not np.isfinite(observed):
+            continue
+        rng = np.random.default_rng([seed, first, end])
+        shuffle = _shuffled_best_groups if unit == "groups" else _shuffled_best_runs
+        shuffles = shuffle(segment, starts, admissible, rng)
+        p_value = _permutation_p_value(shuffles, observed, alpha, permutations)
+        if p_value <= alpha * (1 + SLACK):
+            split = first + _first_split(segment, starts, int(tau), int(kappa), min_segment)
+            found.append((split, p_value))
+            todo += [(first, split), (split, end)]
+    return sorted(found)
+
+
+def _first_split(segment: np.ndarray, starts: np.ndarray, tau: int, kappa: int, min_segment: int) -> int:
+    """Where to cut a segment whose groups tau..kappa-1 differ from the rest: an end of that interval.
+
+    An interval touching an end of the segment is a single step at its other end. Inside the segment (a
+    regression later fixed, say) both ends are candidates: the one whose single split is the stronger is
+    cut, and the other must then be found again, with its own test, in the piece it falls in.
+    """
+    groups = len(starts) - 1
+    if tau == 0 or kappa == groups:
+        return kappa if tau == 0 else tau
+    single = _single_splits(segment, starts, min_segment)
+    return tau if single[tau] >= single[kappa] else kappa
+
+
+def _permutation_p_value(shuffles: Iterator[np.ndarray], observed: float, alpha: float, permutations: int) -> float:
+    """Share of shuffles whose best Q reaches the observed one, as (1 + hits) / (1 + shuffles).
+
+    Stops as soon as the hits rule out significance at ``alpha`` (the value then returned is only an
+    estimate, above ``alpha``); a significant p-value always comes from all ``permutations`` shuffles.
+    """
+    allowed = math.floor(alpha * (permutations + 1) * (1 + SLACK)) - 1  # hits a significant result may have
+    reach = observed - SLACK * max(1.0, abs(observed))
+    hits = done = 0
+    for best in shuffles:
+        best = best[: permutations - done]
+        hits += int(np.count_nonzero(best >= reach))
+        done += len(best)
+        if hits > allowed or done >= permutations:
+            break
+    return (1 + hits) / (1 + done)
+
+
+def _shuffled_best_runs(segment: np.ndarray, starts: np.ndarray, admissible: np.ndarray,
+                        rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
+    """Best Q of batches of shuffles of the runs, the groups' sizes and places kept."""
+    size = _batch_size(len(segment))
+    while True:
+        shuffled = rng.permuted(np.broadcast_to(segment, (size, len(segment))), axis=1)
+        yield _best(_q(_run_prefix(shuffled, starts), starts, admissible))
+
+
+def _shuffled_best_groups(segment: np.ndarray, starts: np.ndarray, admissible: np.ndarray,
+                          rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
+    """Best Q of batches of shuffles of whole groups (each keeps its runs): only g² sums a shuffle."""
+    pg = _run_prefix(segment, starts)
+    between = np.diff(np.diff(pg, axis=0), axis=1)  # group a's runs against group b's: sums of distances
+    sizes = np.diff(starts)
+    groups = len(sizes)
+    while True:
+        order = rng.permuted(np.broadcast_to(np.arange(groups), (_batch_size(groups), groups)), axis=1)
+        counts = np.zeros((len(order), groups + 1), dtype=int)
+        counts[:, 1:] = sizes[order].cumsum(axis=1)
+        shuffled = _group_prefix(between[order[:, :, None], order[:, None, :]])
+        yield _best(_q(shuffled, counts, admissible))
+
+
+# -- describing a change point -------------------------------------------------------------------------
+
+
+def _locate(series: _Series, first: int, end: int, min_segment: int) -> tuple[int, int, int]:
+    """The best single split of groups first..end-1 (which hold this change and no other), and its range.
+
+    The range runs over the groups next to the split whose level cannot be told: scanning back from the
+    split, every group that is not clearly at the old level (near the old median and not the new one);
+    forward, every group not clearly at the new level. Near: within ``LOCATION_Z`` commit-to-commit spreads
+    (the median absolute deviation of the groups' medians from their side's median, which a few groups
+    caught half-way do not inflate) or ``LOCATION_SHARE`` of the step, whichever is wider. A clean step
+    gives one group; a blurred one, or a step small beside the noise, several. As (split, earliest, latest).
+    """
+    starts = series.starts[first : end + 1] - series.starts[first]
+    window = series.x[series.starts[first] : series.starts[end]]
+    best = int(np.argmax(_single_splits(_ranks(window), starts, min_segment)))
+    medians = np.array([np.median(window[a:b]) for a, b in itertools.pairwise(starts)])
+    old, new = np.median(window[: starts[best]]), np.median(window[starts[best] :])
+    fitted = np.where(np.arange(len(medians)) < best, old, new)
+    spread = MAD_TO_SD * float(np.median(np.abs(medians - fitted)))
+    reach = max(LOCATION_Z * spread, LOCATION_SHARE * abs(new - old))
+    near_old, near_new = np.abs(medians - old) <= reach, np.abs(medians - new) <= reach
+    clearly_old, clearly_new = near_old & ~near_new, near_new & ~near_old
+    earliest, latest = best, best
+    while earliest > 0 and not clearly_old[earliest - 1]:
+        earliest -= 1
+    while latest < len(medians) - 1 and not clearly_new[latest]:
+        latest += 1
+    return first + best, first + earliest, first + latest
+
+
+def _describe(series: _Series, raw: np.ndarray, first: int, split: int, end: int, span: tuple[int, int],
+              p_value: float, relative: bool, unit: Unit) -> ChangePoint:  # fmt: skip
+    """Levels, magnitude and direction of the change at ``split`` between groups first and end.
+
+    With groups as the unit, the shift is estimated from the groups' medians: the runs of one commit share
+    its noise, so counting them as independent would make the interval too narrow.
+    """
+    lo, at, hi = series.starts[first], series.starts[split], series.starts[end]
+    if unit == "groups":
+        medians = [np.median(series.x[a:b]) for a, b in itertools.pairwise(series.starts[first : end + 1])]
+        estimate, low, high = shift_estimate(medians[: split - first], medians[split - first :])
+    else:
+        estimate, low, high = shift_estimate(series.x[lo:at], series.x[at:hi])
+    before, after = float(np.median(raw[lo:at])), float(np.median(raw[at:hi]))
+    rose = estimate > 0 or (estimate == 0 and after >= before)
+    if relative:
+        estimate, low, high = math.exp(estimate), _exp(low), _exp(high)
+    return ChangePoint(
+        group=series.labels[split],
+        index=int(at),
+        earliest=series.labels[span[0]],
+        latest=series.labels[span[1]],
+        before=before,
+        after=after,
+        magnitude=estimate,
+        low=low,
+        high=high,
+        p_value=p_value,
+        direction="up" if rose else "down",
+        relative=relative,
+    )
+
+
+def _exp(value: float | None) -> float | None:
+    return None if value is None else math.exp(value)
+
+
+# -- the size of a shift ------------------------------------------------------------------------------
+
+
+def shift_estimate(before: Sequence[float] | np.ndarray, after: Sequence[float] | np.ndarray,
+                   confidence: float = MAGNITUDE_CONFIDENCE) -> tuple[float, float | None, float | None]:  # fmt: skip
+    """Hodges-Lehmann shift after - before, with its distribution-free interval (None, None when too few values).
+
+    The estimate is the median of all pairwise differences; the interval's ends are the order statistics of
+    those differences cut at the Mann-Whitney critical values, as ``compare`` does for ratios (pass logs to
+    get a log ratio).
+    """
+    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if len(b) == 0 or len(a) == 0:
+        raise ValueError("a shift needs values on both sides")
+    diffs = np.sort((a[:, None] - b[None, :]).ravel())
+    estimate = float(np.median(diffs))
+    k = _critical_rank(len(b), len(a), (1 - confidence) / 2)
+    if k < 1:
+        return estimate, None, None
+    return estimate, float(diffs[k - 1]), float(diffs[len(diffs) - k])
+
+
+def _critical_rank(n: int, m: int, tail: float) -> int:
+    """The largest k with P(U <= k - 1) <= tail under no shift (0: no interval reaches that confidence)."""
+    if n * m > EXACT_PAIRS:
+        mean, sd = n * m / 2, math.sqrt(n * m * (n + m + 1) / 12)
+        return max(0, math.floor(mean + NormalDist().inv_cdf(tail) * sd + 0.5))
+    cumulative = np.cumsum(_u_counts(min(n, m), max(n, m))) / math.comb(n + m, n)
+    return int(np.count_nonzero(cumulative <= tail * (1 + SLACK)))
+
+
+@cache
+def _u_counts(n: int, m: int) -> np.ndarray:
+    """How many of the C(n+m, n) rank orders give U = 0, 1, ..., n*m (n <= m).
+
+    The recurrence over the largest value: it belongs to one sample or the other,
+    f(n, m, u) = f(n - 1, m, u - m) + f(n, m - 1, u), built up one m at a time.
+    """
+    # row[i] holds f(i, j, .) for the current j, padded to length n*m + 1; float: counts up to C(100, 50) ~ 1e29.
+    rows = [np.zeros(n * m + 1) for _ in range(n + 1)]
+    for row in rows:
+        row[0] = 1.0  # f(i, 0, .) and f(0, j, .): one order, U = 0
+    for j in range(1, m + 1):
+        for i in range(1, n + 1):
+            shifted = np.zeros(n * m + 1)
+            shifted[j:] = rows[i - 1][: n * m + 1 - j]
+            rows[i] = shifted + rows[i]
+    return rows[n]
+
+
+# -- is it a regression? -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How to read a measure's change points: which way is worse, and whether it is compared as a ratio."""
+
+    worse: Direction
+    relative: bool
+
+
+#: The measures publish charts, by their field name in a run's row.
+MEASURES = {
+    "train_s": Measure(worse="up", relative=True),
+    "train_img_s": Measure(worse="down", relative=True),
+    "test_accuracy_pct": Measure(worse="down", relative=False),
+}
+
+
+def is_regression(point: ChangePoint, *, worse: Direction, threshold: float) -> bool:
+    """Whether a change point is a change for the worse beyond ``threshold``, with an interval that excludes none.
+
+    ``worse``: "up" for times, "down" for throughput and accuracy. ``threshold``: for a relative point a
+    fraction of slowdown, read the same way both ways (0.10: a ratio above 1.10 going up, below 1 / 1.10
+    going down, so 10% slower in seconds and in images/s agree); for an absolute point a difference in the
+    series' units (accuracy points; 0 means any drop). The interval must also lie wholly on the worse side
+    of no change: a change point that is only a change of spread is not a regression.
+    """
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    if point.direction != worse:
+        return False
+    none = 1.0 if point.relative else 0.0
+    if point.relative:
+        limit = 1 + threshold if worse == "up" else 1 / (1 + threshold)
+    else:
+        limit = threshold if worse == "up" else -threshold
+    if worse == "up":
+        return point.magnitude > limit and point.low is not None and point.low > none
+    return point.magnitude < limit and point.high is not None and point.high < none
