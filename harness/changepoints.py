@@ -176,11 +176,11 @@ def _prepare(values: Sequence[float], groups: Sequence[Hashable], relative: bool
 
 # -- the energy statistic -----------------------------------------------------------------------------
 #
-# Everything is computed from group-level prefix sums: pg[..., a, b] is the sum of |x_i - x_j| over the runs
-# of groups 0..a-1 against those of groups 0..b-1, and counts[..., a] the number of runs in groups 0..a-1.
-# The leading axes hold a batch of shuffles or bootstrap draws.
+# Everything is computed from group-to-group sums: between[a, b] is the sum of |x_i - x_j| over the runs i of
+# group a and j of group b. Shuffling whole groups then only reorders that matrix. Leading axes hold a batch
+# of shuffles.
 
-#: Floats held at once by a batch of shuffles or draws (each needs n² of them, n runs): about 32 MB.
+#: Floats held at once by a batch of shuffles (each needs n² of them, n runs or groups): about 32 MB.
 BATCH_FLOATS = 4_000_000
 
 
@@ -195,88 +195,69 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return (ends - (counts - 1) / 2)[inverse]
 
 
-def _run_prefix(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Group-level prefix sums from run values (shape (..., n)) and the groups' starts (local, from 0)."""
+def _between(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of |x_i - x_j| between the runs of each pair of groups, from run values (shape (..., n))."""
     d = np.abs(x[..., :, None] - x[..., None, :])
-    p = np.zeros((*x.shape[:-1], x.shape[-1] + 1, x.shape[-1] + 1))
-    p[..., 1:, 1:] = d.cumsum(axis=-2).cumsum(axis=-1)
-    return p[..., starts[:, None], starts[None, :]]
+    return np.add.reduceat(np.add.reduceat(d, starts[:-1], axis=-2), starts[:-1], axis=-1)
 
 
-def _group_prefix(d: np.ndarray) -> np.ndarray:
-    """Prefix sums of group-to-group distance sums (shape (..., g, g)), with a zero first row and column."""
-    p = np.zeros((*d.shape[:-2], d.shape[-2] + 1, d.shape[-1] + 1))
-    p[..., 1:, 1:] = d.cumsum(axis=-2).cumsum(axis=-1)
-    return p
+def _cumsum0(x: np.ndarray) -> np.ndarray:
+    """Running sums along the last axis, from 0: out[..., k] is the sum of the first k entries."""
+    out = np.zeros((*x.shape[:-1], x.shape[-1] + 1))
+    out[..., 1:] = x.cumsum(axis=-1)
+    return out
 
 
-def _energy(cross: np.ndarray, within_in: np.ndarray, within_out: np.ndarray, n_in: np.ndarray,
-            n_out: np.ndarray) -> np.ndarray:  # fmt: skip
-    """E-Divisive's Q: ``n_in n_out / (n_in + n_out)`` times the energy distance between two sets of runs.
+def _energy_q(cross: np.ndarray, within_1: np.ndarray, within_2: np.ndarray, n1: np.ndarray,
+              n2: np.ndarray) -> np.ndarray:  # fmt: skip
+    """E-Divisive's Q: ``n1 n2 / (n1 + n2)`` times the energy distance between two sets of n1 and n2 runs.
 
-    ``cross``: the sum of |x_i - x_j| over pairs across the sets; ``within_in``/``within_out``: the sums over
+    ``cross``: the sum of |x_i - x_j| over pairs across the sets; ``within_1``/``within_2``: the sums over
     ordered pairs inside each (every pair twice). -inf where a set has under ``MIN_RUNS`` runs.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        between = cross * 2 / (n_in * n_out)
-        q = (
-            n_in
-            * n_out
-            / (n_in + n_out)
-            * (between - within_in / (n_in * (n_in - 1)) - within_out / (n_out * (n_out - 1)))
-        )
-    return np.where((n_in >= MIN_RUNS) & (n_out >= MIN_RUNS), q, -np.inf)
+        distance = 2 * cross / (n1 * n2) - within_1 / (n1 * (n1 - 1)) - within_2 / (n2 * (n2 - 1))
+        q = n1 * n2 / (n1 + n2) * distance
+    return np.where((n1 >= MIN_RUNS) & (n2 >= MIN_RUNS), q, -np.inf)
 
 
-def _q(pg: np.ndarray, counts: np.ndarray, admissible: np.ndarray) -> np.ndarray:
-    """Q of the groups τ..κ-1 against the rest of the segment, for every τ (axis -2) and κ (axis -1).
+def _divisive_q(between: np.ndarray, sizes: np.ndarray, min_segment: int) -> np.ndarray:
+    """Q of groups 0..τ-1 against τ..κ-1, for every τ (axis -2) and κ (axis -1); -inf where not allowed.
 
-    ``pg``: group-level prefix sums P (symmetric, zero first row and column: P[a, b] sums the distances of
-    the runs of groups 0..a-1 to those of groups 0..b-1); ``counts``: runs before each group boundary;
-    ``admissible``: the (τ, κ) the minimum segment allows. With A = 0..τ-1, I = τ..κ-1, C = κ..end-1, every
-    block sum is a few entries of P, so the whole grid is a handful of array operations.
+    With prefix sums P (P[a, b]: the runs of groups before a against those of groups before b; symmetric),
+    the block sums are before-before P[τ,τ], across P[τ,κ] - P[τ,τ] and after-after
+    P[κ,κ] - 2 P[τ,κ] + P[τ,τ], so the whole grid is a few array operations. Allowed: ``min_segment``
+    groups before τ and in τ..κ-1.
     """
-    diag = np.diagonal(pg, axis1=-2, axis2=-1)
-    p_aa, p_bb = diag[..., :, None], diag[..., None, :]
-    p_ag, p_bg, p_gg = pg[..., :, -1:], pg[..., -1:, :], pg[..., -1:, -1:]
-    within_in = p_bb - 2 * pg + p_aa
-    within_a, within_c, cross_ac = p_aa, p_gg - 2 * p_bg + p_bb, p_ag - pg
-    cross_ai, cross_ic = pg - p_aa, (p_bg - p_ag) - (p_bb - pg)
-    n_in = (counts[..., None, :] - counts[..., :, None]).astype(float)
-    q = _energy(cross_ai + cross_ic, within_in, within_a + within_c + 2 * cross_ac, n_in, counts[..., -1:, None] - n_in)
-    return np.where(admissible, q, -np.inf)
+    groups = sizes.shape[-1]
+    p = np.zeros((*between.shape[:-2], groups + 1, groups + 1))
+    p[..., 1:, 1:] = between.cumsum(axis=-2).cumsum(axis=-1)
+    diag = np.diagonal(p, axis1=-2, axis2=-1)
+    at_tau, at_kappa = diag[..., :, None], diag[..., None, :]
+    counts = _cumsum0(sizes.astype(float))
+    n1 = counts[..., :, None]
+    q = _energy_q(p - at_tau, at_tau, at_kappa - 2 * p + at_tau, n1, counts[..., None, :] - n1)
+    tau, kappa = np.arange(groups + 1)[:, None], np.arange(groups + 1)[None, :]
+    return np.where((tau >= min_segment) & (kappa - tau >= min_segment), q, -np.inf)
 
 
-def _single_splits(x: np.ndarray, starts: np.ndarray, min_segment: int) -> np.ndarray:
-    """Q of groups 0..τ-1 against τ..end-1 for every τ, from run values (shape (..., n)); -inf where too short.
+def _split_q(between: np.ndarray, sizes: np.ndarray, min_segment: int) -> np.ndarray:
+    """Q of groups 0..τ-1 against all the rest, for τ = 0..g (shape (..., g + 1)): one change, none after it.
 
-    Needs only P[τ, end] and P[τ, τ], which are running sums of each run's distances to all runs and to
-    the runs before it: no 2-D prefix sums.
+    P[τ, g] and P[τ, τ] are running sums of each group's distances to all runs and to itself and the groups
+    before it, so no 2-D prefix sums are needed.
     """
-    d = np.abs(x[..., :, None] - x[..., None, :])
-    shape = (*x.shape[:-1], x.shape[-1] + 1)
-    to_all, to_earlier = np.zeros(shape), np.zeros(shape)
-    to_all[..., 1:] = d.sum(axis=-1).cumsum(axis=-1)
-    to_earlier[..., 1:] = 2 * np.tril(d).sum(axis=-1).cumsum(axis=-1)
-    p_tt, p_tn, p_nn = to_earlier[..., starts], to_all[..., starts], to_all[..., -1:]
-    n1 = starts.astype(float)
-    q = _energy(p_tn - p_tt, p_tt, p_nn - 2 * p_tn + p_tt, n1, starts[-1] - n1)
-    groups = np.arange(len(starts))
-    return np.where((groups >= min_segment) & (groups <= len(starts) - 1 - min_segment), q, -np.inf)
-
-
-def _admissible(groups: int, min_segment: int) -> np.ndarray:
-    """(τ, κ) pairs (groups+1 square) whose inside τ..κ-1 and both outside pieces (when not empty) hold
-    ``min_segment`` groups, and whose outside is not empty."""
-    tau = np.arange(groups + 1)[:, None]
-    kappa = np.arange(groups + 1)[None, :]
-    before_ok = (tau == 0) | (tau >= min_segment)
-    after_ok = (kappa == groups) | (groups - kappa >= min_segment)
-    return (kappa - tau >= min_segment) & before_ok & after_ok & ~((tau == 0) & (kappa == groups))
+    to_all = _cumsum0(between.sum(axis=-1))
+    to_itself = np.diagonal(between, axis1=-2, axis2=-1)
+    to_earlier = _cumsum0(to_itself + 2 * np.tril(between, -1).sum(axis=-1))
+    n1 = _cumsum0(sizes.astype(float))
+    q = _energy_q(to_all - to_earlier, to_earlier, to_all[..., -1:] - 2 * to_all + to_earlier, n1, n1[..., -1:] - n1)
+    groups = np.arange(sizes.shape[-1] + 1)
+    return np.where((groups >= min_segment) & (groups <= sizes.shape[-1] - min_segment), q, -np.inf)
 
 
 def _best(q: np.ndarray) -> np.ndarray:
-    """The largest Q of each grid in a batch (shape (..., g+1, g+1) to (...))."""
+    """The largest Q of each grid in a batch (shape (..., g + 1, g + 1) to (...))."""
     return q.reshape(*q.shape[:-2], -1).max(axis=-1)
 
 
@@ -294,37 +275,19 @@ def _binary_segmentation(series: _Series, min_segment: int, alpha: float, permut
     todo = [(0, len(series.labels))]
     while todo:
         first, end = todo.pop()
-        admissible = _admissible(end - first, min_segment)
         starts = series.starts[first : end + 1] - series.starts[first]
-        segment = _ranks(series.x[series.starts[first] : series.starts[end]])
-        q = _q(_run_prefix(segment, starts), starts, admissible)
-        tau, kappa = np.unravel_index(int(np.argmax(q)), q.shape)
-        observed = float(q.max())
-        if not np.isfinite(observed):
+        ranks = _ranks(series.x[series.starts[first] : series.starts[end]])
+        q = _divisive_q(_between(ranks, starts), np.diff(starts), min_segment)
+        best = int(np.unravel_index(int(np.argmax(q)), q.shape)[0])  # τ; κ only bounds the comparison
+        if not np.isfinite(q.max()):
             continue
         rng = np.random.default_rng([seed, first, end])
-        shuffle = _shuffled_best_groups if unit == "groups" else _shuffled_best_runs
-        shuffles = shuffle(segment, starts, admissible, rng)
-        p_value = _permutation_p_value(shuffles, observed, alpha, permutations)
+        shuffles = (_shuffled_groups if unit == "groups" else _shuffled_runs)(ranks, starts, min_segment, rng)
+        p_value = _permutation_p_value(shuffles, float(q.max()), alpha, permutations)
         if p_value <= alpha * (1 + SLACK):
-            split = first + _first_split(segment, starts, int(tau), int(kappa), min_segment)
-            found.append((split, p_value))
-            todo += [(first, split), (split, end)]
+            found.append((first + best, p_value))
+            todo += [(first, first + best), (first + best, end)]
     return sorted(found)
-
-
-def _first_split(segment: np.ndarray, starts: np.ndarray, tau: int, kappa: int, min_segment: int) -> int:
-    """Where to cut a segment whose groups tau..kappa-1 differ from the rest: an end of that interval.
-
-    An interval touching an end of the segment is a single step at its other end. Inside the segment (a
-    regression later fixed, say) both ends are candidates: the one whose single split is the stronger is
-    cut, and the other must then be found again, with its own test, in the piece it falls in.
-    """
-    groups = len(starts) - 1
-    if tau == 0 or kappa == groups:
-        return kappa if tau == 0 else tau
-    single = _single_splits(segment, starts, min_segment)
-    return tau if single[tau] >= single[kappa] else kappa
 
 
 def _permutation_p_value(shuffles: Iterator[np.ndarray], observed: float, alpha: float, permutations: int) -> float:
@@ -345,28 +308,25 @@ def _permutation_p_value(shuffles: Iterator[np.ndarray], observed: float, alpha:
     return (1 + hits) / (1 + done)
 
 
-def _shuffled_best_runs(segment: np.ndarray, starts: np.ndarray, admissible: np.ndarray,
-                        rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
+def _shuffled_runs(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
+                   rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
     """Best Q of batches of shuffles of the runs, the groups' sizes and places kept."""
-    size = _batch_size(len(segment))
+    size, sizes = _batch_size(len(ranks)), np.diff(starts)
     while True:
-        shuffled = rng.permuted(np.broadcast_to(segment, (size, len(segment))), axis=1)
-        yield _best(_q(_run_prefix(shuffled, starts), starts, admissible))
+        shuffled = rng.permuted(np.broadcast_to(ranks, (size, len(ranks))), axis=1)
+        yield _best(_divisive_q(_between(shuffled, starts), sizes, min_segment))
 
 
-def _shuffled_best_groups(segment: np.ndarray, starts: np.ndarray, admissible: np.ndarray,
-                          rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
-    """Best Q of batches of shuffles of whole groups (each keeps its runs): only g² sums a shuffle."""
-    pg = _run_prefix(segment, starts)
-    between = np.diff(np.diff(pg, axis=0), axis=1)  # group a's runs against group b's: sums of distances
-    sizes = np.diff(starts)
+def _shuffled_groups(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
+                     rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
+    """Best Q of batches of shuffles of whole groups, each keeping its runs: only g² sums a shuffle."""
+    between, sizes = _between(ranks, starts), np.diff(starts)
     groups = len(sizes)
+    size = _batch_size(groups)
     while True:
-        order = rng.permuted(np.broadcast_to(np.arange(groups), (_batch_size(groups), groups)), axis=1)
-        counts = np.zeros((len(order), groups + 1), dtype=int)
-        counts[:, 1:] = sizes[order].cumsum(axis=1)
-        shuffled = _group_prefix(between[order[:, :, None], order[:, None, :]])
-        yield _best(_q(shuffled, counts, admissible))
+        order = rng.permuted(np.broadcast_to(np.arange(groups), (size, groups)), axis=1)
+        shuffled = between[order[:, :, None], order[:, None, :]]
+        yield _best(_divisive_q(shuffled, sizes[order], min_segment))
 
 
 # -- describing a change point -------------------------------------------------------------------------
@@ -384,7 +344,7 @@ def _locate(series: _Series, first: int, end: int, min_segment: int) -> tuple[in
     """
     starts = series.starts[first : end + 1] - series.starts[first]
     window = series.x[series.starts[first] : series.starts[end]]
-    best = int(np.argmax(_single_splits(_ranks(window), starts, min_segment)))
+    best = int(np.argmax(_split_q(_between(_ranks(window), starts), np.diff(starts), min_segment)))
     medians = np.array([np.median(window[a:b]) for a, b in itertools.pairwise(starts)])
     old, new = np.median(window[: starts[best]]), np.median(window[starts[best] :])
     fitted = np.where(np.arange(len(medians)) < best, old, new)

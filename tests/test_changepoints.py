@@ -107,9 +107,12 @@ def test_shuffling_runs_rather_than_commits_cries_wolf_on_commit_level_noise() -
 
 
 def test_two_steps_are_both_found() -> None:
-    values, groups = history([1.0] * 10 + [1.15] * 10 + [1.0] * 10)
-    points = detect(values, groups)
-    assert [(p.group, p.direction) for p in points] == [("c10", "up"), ("c20", "down")]
+    values, groups = history([1.0] * 10 + [1.10] * 10 + [1.20] * 10)
+    assert [(p.group, p.direction) for p in detect(values, groups)] == [("c10", "up"), ("c20", "up")]
+    # A regression later fixed: E-Divisive's search bounds the part after the split too, so the slow
+    # stretch is compared with what came before it, not with a mix of slow and fast.
+    values, groups = history([1.0] * 15 + [1.15] * 15 + [1.0] * 15)
+    assert [(p.group, p.direction) for p in detect(values, groups)] == [("c15", "up"), ("c30", "down")]
 
 
 def test_a_drift_is_found_inside_it() -> None:
