@@ -221,24 +221,36 @@ def _energy_q(cross: np.ndarray, within_1: np.ndarray, within_2: np.ndarray, n1:
     return np.where((n1 >= MIN_RUNS) & (n2 >= MIN_RUNS), q, -np.inf)
 
 
-def _divisive_q(between: np.ndarray, sizes: np.ndarray, min_segment: int) -> np.ndarray:
-    """Q of groups 0..τ-1 against τ..κ-1, for every τ (axis -2) and κ (axis -1); -inf where not allowed.
+def _weights(sizes: np.ndarray, min_segment: int) -> tuple[np.ndarray, ...]:
+    """Weights that make E-Divisive's Q a weighted sum of prefix sums, for every τ (axis -2) and κ (axis -1).
 
-    With prefix sums P (P[a, b]: the runs of groups before a against those of groups before b; symmetric),
-    the block sums are before-before P[τ,τ], across P[τ,κ] - P[τ,τ] and after-after
-    P[κ,κ] - 2 P[τ,κ] + P[τ,τ], so the whole grid is a few array operations. Allowed: ``min_segment``
-    groups before τ and in τ..κ-1.
+    With P[a, b] the sum over the runs of groups before a against those of groups before b (symmetric), the
+    block sums are before-before P[τ,τ], across P[τ,κ] - P[τ,τ] and after-after P[κ,κ] - 2 P[τ,κ] + P[τ,τ],
+    so Q(τ, κ) = P[τ,κ] w_cross - P[τ,τ] w_tau - P[κ,κ] w_kappa + bias. The weights depend only on the
+    groups' sizes, so shuffles of equal-sized groups share them. ``bias`` is -inf where (τ, κ) is not
+    allowed: fewer than ``min_segment`` groups, or ``MIN_RUNS`` runs, before τ or in τ..κ-1.
     """
-    groups = sizes.shape[-1]
+    counts = _cumsum0(sizes.astype(float))
+    n1 = counts[..., :, None]
+    n2 = counts[..., None, :] - n1
+    tau, kappa = np.arange(sizes.shape[-1] + 1)[:, None], np.arange(sizes.shape[-1] + 1)[None, :]
+    allowed = (tau >= min_segment) & (kappa - tau >= min_segment) & (n1 >= MIN_RUNS) & (n2 >= MIN_RUNS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        across = 2 / (n1 + n2)  # the three terms of Q, each over its own count of pairs
+        before = n2 / ((n1 + n2) * (n1 - 1))
+        after = n1 / ((n1 + n2) * (n2 - 1))
+        terms = (across + 2 * after, across + before + after, after)
+    return (*[np.where(allowed, t, 0.0) for t in terms], np.where(allowed, 0.0, -np.inf))
+
+
+def _divisive_q(between: np.ndarray, weights: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Q of groups 0..τ-1 against τ..κ-1, for every τ (axis -2) and κ (axis -1); -inf where not allowed."""
+    groups = between.shape[-1]
     p = np.zeros((*between.shape[:-2], groups + 1, groups + 1))
     p[..., 1:, 1:] = between.cumsum(axis=-2).cumsum(axis=-1)
     diag = np.diagonal(p, axis1=-2, axis2=-1)
-    at_tau, at_kappa = diag[..., :, None], diag[..., None, :]
-    counts = _cumsum0(sizes.astype(float))
-    n1 = counts[..., :, None]
-    q = _energy_q(p - at_tau, at_tau, at_kappa - 2 * p + at_tau, n1, counts[..., None, :] - n1)
-    tau, kappa = np.arange(groups + 1)[:, None], np.arange(groups + 1)[None, :]
-    return np.where((tau >= min_segment) & (kappa - tau >= min_segment), q, -np.inf)
+    w_cross, w_tau, w_kappa, bias = weights
+    return p * w_cross - diag[..., :, None] * w_tau - diag[..., None, :] * w_kappa + bias
 
 
 def _split_q(between: np.ndarray, sizes: np.ndarray, min_segment: int) -> np.ndarray:
@@ -277,7 +289,7 @@ def _binary_segmentation(series: _Series, min_segment: int, alpha: float, permut
         first, end = todo.pop()
         starts = series.starts[first : end + 1] - series.starts[first]
         ranks = _ranks(series.x[series.starts[first] : series.starts[end]])
-        q = _divisive_q(_between(ranks, starts), np.diff(starts), min_segment)
+        q = _divisive_q(_between(ranks, starts), _weights(np.diff(starts), min_segment))
         best = int(np.unravel_index(int(np.argmax(q)), q.shape)[0])  # τ; κ only bounds the comparison
         if not np.isfinite(q.max()):
             continue
@@ -311,10 +323,10 @@ def _permutation_p_value(shuffles: Iterator[np.ndarray], observed: float, alpha:
 def _shuffled_runs(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
                    rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
     """Best Q of batches of shuffles of the runs, the groups' sizes and places kept."""
-    size, sizes = _batch_size(len(ranks)), np.diff(starts)
+    size, weights = _batch_size(len(ranks)), _weights(np.diff(starts), min_segment)
     while True:
         shuffled = rng.permuted(np.broadcast_to(ranks, (size, len(ranks))), axis=1)
-        yield _best(_divisive_q(_between(shuffled, starts), sizes, min_segment))
+        yield _best(_divisive_q(_between(shuffled, starts), weights))
 
 
 def _shuffled_groups(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
@@ -323,10 +335,11 @@ def _shuffled_groups(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
     between, sizes = _between(ranks, starts), np.diff(starts)
     groups = len(sizes)
     size = _batch_size(groups)
+    same = _weights(sizes, min_segment) if np.all(sizes == sizes[0]) else None  # any order has these sizes
     while True:
         order = rng.permuted(np.broadcast_to(np.arange(groups), (size, groups)), axis=1)
         shuffled = between[order[:, :, None], order[:, None, :]]
-        yield _best(_divisive_q(shuffled, sizes[order], min_segment))
+        yield _best(_divisive_q(shuffled, same or _weights(sizes[order], min_segment)))
 
 
 # -- describing a change point -------------------------------------------------------------------------
