@@ -1,56 +1,47 @@
 """Change points in a benchmark's history: where a series of runs moved to a new level, and by how much.
 
-The method is E-Divisive with means (Matteson and James, 2014), the one Apache Otava (formerly
-DataStax's Hunter) and Nyrkiö run over performance histories, adapted to what a cifar-bench series is:
+The method is E-Divisive with means (Matteson and James, 2014), which Apache Otava (formerly DataStax's
+Hunter), MongoDB's signal-processing-algorithms and Nyrkiö run over performance histories, fitted to what
+a cifar-bench series is: every run of 10-100 commits, a few runs a commit, and timing noise from a shared
+VM that is heavy-tailed and mostly shared by the runs of one invocation.
 
-* **Every run, not commit medians.** A series is the value of every run, oldest first, each run tagged
-  with its group (the commit it ran at, or for a run without a commit a label of its own). Three runs of
-  a commit are three observations; a median per commit would throw two thirds of them away.
-* **Splits only between groups.** Runs of one commit are contiguous, and a change point is only ever
-  put between two groups: a commit cannot be half slow.
-* **The statistic.** For a segment of runs and a candidate split, the energy statistic with exponent 1
-  compares the mean distance between runs on opposite sides of the split with the mean distance within
-  each side, scaled by ``n1 * n2 / (n1 + n2)``. It sees any change of distribution, and because each run
-  enters both the "between" and the "within" averages, one run three times slower than the rest adds about
-  as much to one as to the other: a lone outlier does not make a change point, where it would drag a mean
-  or a t-test. Times are compared as logarithms (``relative=True``), so 10% slower is the same distance
-  at any speed; accuracy is compared in its own units.
-* **Where.** As in E-Divisive, the split τ and the end κ of the segment after it are both searched
-  (``max Q(τ, κ)``): a second change further on then does not blur the first. Binary segmentation then
-  repeats the search on each side of every change point found.
-* **Whether it is real.** A permutation test, as Matteson and James propose and Otava's original
-  algorithm does: the runs of the segment are shuffled ``permutations`` times and the p-value is the share
-  of shuffles whose best ``Q`` reaches the observed one. Because each shuffle is maximised over every
-  split, the p-value already pays for having picked the best split, which a t-test on the chosen split
-  (Hunter's faster variant) does not; it assumes nothing about the shape of the noise, which on a shared
-  VM is heavy-tailed. A shuffle that cannot beat the observed value is the evidence, so the test stops at
-  the first ``alpha * (permutations + 1)`` shuffles that do: a flat series costs a few dozen shuffles.
+* **Every run; splits only between groups.** The input is each run's value, oldest first, with its group
+  (its commit, or a label of its own for a run without one). A change point only falls between groups: a
+  commit cannot be half slow.
+* **The statistic.** E-Divisive's Q(τ, κ): n1 n2 / (n1 + n2) times the energy distance (exponent 1)
+  between the runs before the split τ and those from τ to κ, maximised over both. The split is τ; κ lets
+  a stretch that later went back (a regression, then its fix) be compared with what came before it rather
+  than with a mix of both levels. It is computed on the ranks of the segment's runs, so a run or a whole
+  commit three times slower is just the top ranks and cannot outweigh a real shift, as it does on raw
+  times. Binary segmentation repeats the search on each side of every change point found.
+* **Whether it is real: commits are shuffled, not runs.** The p-value is the share of shuffles whose best
+  Q reaches the observed one (Matteson and James's permutation test: it pays for having picked the best
+  split, which a t-test on the chosen split, Hunter's faster variant, does not, and assumes no shape of
+  noise). On this machine (``benchmarks/changepoint_accuracy.py``) the runs of one invocation share most
+  of their noise: they agree within about 1% while invocations differ by 3% (quiet) to 50% (loaded), an
+  intra-class correlation of log train time of 0.9 and more. Shuffling runs would read a commit that ran
+  beside a busy neighbour as a change (a third of flat synthetic histories of that noise got one);
+  shuffling whole commits, each keeping its runs, is valid whatever they share. The price: a commit is one
+  piece of evidence, not three, and k commits at a new level among g reach at best p = 1 / C(g, k).
+  ``unit="runs"`` is for series whose runs are independent.
+* **Significance level 0.001** (Otava's and Nyrkiö's default ``max_pvalue``) with 999 shuffles: no
+  shuffle may do as well. The p-value being honest about the choice of split, a flat series gets a change
+  point with probability 0.001 per measure; ``publish`` tests three measures of every series, and at 0.001
+  a site of 50 flat series shows a false mark about one build in seven (at 0.01, most builds). A test stops
+  at the first shuffle that beats the observed Q, so a flat series costs a few dozen shuffles.
+* **Minimum segment, 2 commits** (and 2 runs) each side: one commit slowed by a neighbour is not a level,
+  two in a row at the same new level may be. asv reports a regression only when it lasts 2 commits
+  (``min_size=2``) for the same reason; Otava has no minimum but a t-test needs 2 points a side.
 
-**Significance level, 0.001** (Otava's and Nyrkiö's default ``max_pvalue``). The permutation p-value is
-honest about the choice of split, so the chance that a flat series gets a change point is ``alpha``, per
-measure and per series. ``publish`` runs the detection on three measures of every series of a site, tens
-of tests a build; at 0.001 a site of 50 flat series shows a false mark with probability about 5%, at 0.01
-about 40%. The price is that a change needs enough runs: with 999 shuffles, p = 0.001 means that no
-shuffle did as well, which 3 runs a commit reach for a clean 5% step within a few commits (the benchmark,
-``benchmarks/changepoint_accuracy.py``, measures how many).
-
-**Minimum segment, 2 groups** (commits) on each side of a change point, and at least 2 runs (the within
-average of one run is undefined). One commit can be slow for a reason that has nothing to do with its code
-(a neighbour on the VM during its runs); two in a row at the same new level is a change. asv reports a
-regression only when it lasts at least 2 commits (``min_size=2``) for the same reason. The cost: a step at
-the newest commit is seen once the next commit has run too.
-
-**Where it could have begun.** The location is refined between the neighbouring change points (the best
-single split of that window), and its uncertainty comes from a wild bootstrap: every run's residual from
-the two fitted levels keeps its place and size and gets a random sign, and the best split is found again.
-``earliest`` and ``latest`` are the groups between which the central ``LOCATION_CONFIDENCE`` of the
-bootstrap splits fall (always including the estimate). A blurred step, or a drift over several commits,
-leaves large residuals near the split and so a wide range; a clean step a single group.
+**Where it could have begun.** The split is refined between the neighbouring change points (the best
+single split of that window); ``earliest``..``latest`` then runs over the groups next to it whose level the
+data cannot tell: those before it not clearly at the old level, those from it not clearly at the new one.
+A clean step gives one commit; a blurred step or a drift, or a step small beside the noise, several.
 
 **How much.** ``before`` and ``after`` are the medians of the neighbouring segments; ``magnitude`` is the
-Hodges-Lehmann estimate of the shift between them (the median of all pairwise differences; for times, of
-log ratios, so a ratio after / before), with the distribution-free interval from the Mann-Whitney critical
-values, as ``compare`` gives for two commits.
+Hodges-Lehmann shift between the commits' medians on either side (for times a ratio after / before, from
+log times), with the distribution-free interval from the Mann-Whitney critical values that ``compare``
+uses for two commits; from the runs themselves when runs are the unit.
 """
 
 from __future__ import annotations
@@ -140,13 +131,14 @@ def detect(values: Sequence[float], groups: Sequence[Hashable], *, min_segment: 
         raise ValueError(f"unit must be 'groups' or 'runs', got {unit!r}")
     series = _prepare(values, groups, relative)
     found = _binary_segmentation(series, min_segment, alpha, permutations, seed, unit)
-    bounds = [0, *[split for split, _ in found], len(series.labels)]
+    ends = [split for split, _ in found[1:]] + [len(series.labels)] if found else []
     raw = np.asarray(values, dtype=float)
-    points = []
-    for i, (_, p_value) in enumerate(found):
-        split, earliest, latest = _locate(series, bounds[i], bounds[i + 2], min_segment)
-        span = (earliest, latest)
-        points.append(_describe(series, raw, bounds[i], split, bounds[i + 2], span, p_value, relative, unit))
+    points, first = [], 0
+    for (_, p_value), end in zip(found, ends, strict=True):
+        # Refined between the change before it (already refined, so that two never cross) and the one after.
+        split, earliest, latest = _locate(series, first, end, min_segment)
+        points.append(_describe(series, raw, first, split, end, (earliest, latest), p_value, relative, unit))
+        first = split
     return points
 
 
@@ -339,7 +331,7 @@ def _shuffled_groups(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
     while True:
         order = rng.permuted(np.broadcast_to(np.arange(groups), (size, groups)), axis=1)
         shuffled = between[order[:, :, None], order[:, None, :]]
-        yield _best(_divisive_q(shuffled, same or _weights(sizes[order], min_segment)))
+        yield _best(_divisive_q(shuffled, same if same is not None else _weights(sizes[order], min_segment)))
 
 
 # -- describing a change point -------------------------------------------------------------------------
