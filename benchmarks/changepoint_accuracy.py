@@ -37,6 +37,10 @@ commit), and "range holds it" the histories where a change point's earliest..lat
     python benchmarks/changepoint_accuracy.py --noise-json noise.json  # the noise saved by an earlier run
     python benchmarks/changepoint_accuracy.py --invocations 30 --output results.json
 
+``benchmarks/changepoint_noise/`` holds the noise behind the published figures (a 2-core AMD EPYC VM
+shared with other work: quiet, mixed and loaded stretches, each with the load average before every
+invocation) and the tables computed from it; ``--noise-json`` on one of them gives the same tables again.
+
 Writes ``--output`` (JSON: the measured noise, the machine, every table). Exit code 0 when the issue's
 targets are met (F1 >= 0.9 for 5% steps, no change point on any flat history, every drift found), 1 if not.
 """

@@ -18,11 +18,12 @@ VM that is heavy-tailed and mostly shared by the runs of one invocation.
   Q reaches the observed one (Matteson and James's permutation test: it pays for having picked the best
   split, which a t-test on the chosen split, Hunter's faster variant, does not, and assumes no shape of
   noise). On this machine (``benchmarks/changepoint_accuracy.py``) the runs of one invocation share most
-  of their noise: they agree within about 1% while invocations differ by 3% (quiet) to 50% (loaded), an
-  intra-class correlation of log train time of 0.9 and more. Shuffling runs would read a commit that ran
-  beside a busy neighbour as a change (a third of flat synthetic histories of that noise got one);
-  shuffling whole commits, each keeping its runs, is valid whatever they share. The price: a commit is one
-  piece of evidence, not three, and k commits at a new level among g reach at best p = 1 / C(g, k).
+  of their noise: their train times agree within 1-3% (IQR / median) while invocations differ by 3%
+  (quiet) to 27-55% (loaded), an intra-class correlation of log train time of 0.72-0.97. Shuffling runs
+  reads a commit that ran beside a busy neighbour as a change (a quarter to a third of flat synthetic
+  histories of that noise got one); shuffling whole commits, each keeping its runs, is valid whatever they
+  share, and none of 50 got one. The price: a commit is one piece of evidence, not three, and k commits at
+  a new level among g can reach no better than about p = 1 / C(g, k).
   ``unit="runs"`` is for series whose runs are independent.
 * **Significance level 0.001** (Otava's and Nyrkiö's default ``max_pvalue``) with 999 shuffles: no
   shuffle may do as well. The p-value being honest about the choice of split, a flat series gets a change
