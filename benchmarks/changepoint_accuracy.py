@@ -62,8 +62,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from cifar_bench.changepoints import ALPHA, MIN_SEGMENT, PERMUTATIONS, detect
-from cifar_bench.stats import slower_p_value
+from cifar_bench.results.changepoints import ALPHA, MIN_SEGMENT, PERMUTATIONS, detect
+from cifar_bench.results.stats import slower_p_value
 
 STEPS = (0.02, 0.05, 0.10)  # planted steps, fractions of the level
 DRIFT = (0.02, 5)  # +2% a commit over 5 commits

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from cifar_bench.changepoints import ChangePoint, detect, is_regression, shift_estimate
-from cifar_bench.stats import ratio_estimate
+from cifar_bench.results.changepoints import ChangePoint, detect, is_regression, shift_estimate
+from cifar_bench.results.stats import ratio_estimate
 
 
 def history(levels: list[float], *, runs: int = 3, commit_sd: float = 0.01, run_sd: float = 0.01,

@@ -51,11 +51,12 @@ import itertools
 import math
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
 from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
+
+from . import stats
 
 #: Groups (commits) each side of a change point must hold, at least.
 MIN_SEGMENT = 2
@@ -74,8 +75,8 @@ MAD_TO_SD = 1.4826
 #: Confidence of the magnitude's interval. Above compare's 0.90 because the segments were chosen by the data,
 #: which makes an interval computed as if they had been fixed in advance somewhat too narrow.
 MAGNITUDE_CONFIDENCE = 0.95
-#: Above this many (before, after) pairs the exact Mann-Whitney distribution gives way to the normal one.
-EXACT_PAIRS = 2500
+#: Above this many (before, after) pairs the exact Mann-Whitney distribution gives way to the normal one (as compare's).
+EXACT_PAIRS = stats.EXACT_LIMIT
 #: Relative slack when comparing statistics and levels (floating-point sums of the same numbers in another order).
 SLACK = 1e-9
 
@@ -430,27 +431,9 @@ def _critical_rank(n: int, m: int, tail: float) -> int:
     if n * m > EXACT_PAIRS:
         mean, sd = n * m / 2, math.sqrt(n * m * (n + m + 1) / 12)
         return max(0, math.floor(mean + NormalDist().inv_cdf(tail) * sd + 0.5))
-    cumulative = np.cumsum(_u_counts(min(n, m), max(n, m))) / math.comb(n + m, n)
-    return int(np.count_nonzero(cumulative <= tail * (1 + SLACK)))
-
-
-@cache
-def _u_counts(n: int, m: int) -> np.ndarray:
-    """How many of the C(n+m, n) rank orders give U = 0, 1, ..., n*m (n <= m).
-
-    The recurrence over the largest value: it belongs to one sample or the other,
-    f(n, m, u) = f(n - 1, m, u - m) + f(n, m - 1, u), built up one m at a time.
-    """
-    # row[i] holds f(i, j, .) for the current j, padded to length n*m + 1; float: counts up to C(100, 50) ~ 1e29.
-    rows = [np.zeros(n * m + 1) for _ in range(n + 1)]
-    for row in rows:
-        row[0] = 1.0  # f(i, 0, .) and f(0, j, .): one order, U = 0
-    for j in range(1, m + 1):
-        for i in range(1, n + 1):
-            shifted = np.zeros(n * m + 1)
-            shifted[j:] = rows[i - 1][: n * m + 1 - j]
-            rows[i] = shifted + rows[i]
-    return rows[n]
+    total = math.comb(n + m, n)
+    cumulative = itertools.accumulate(stats.u_null_counts(n, m))  # exact integers: no rounding at the tail
+    return sum(1 for count in cumulative if count / total <= tail * (1 + SLACK))
 
 
 # -- is it a regression? -------------------------------------------------------------------------------
