@@ -62,12 +62,14 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from cifar_bench.results.changepoints import ALPHA, MIN_SEGMENT, PERMUTATIONS, detect
+from cifar_bench.results.changepoints import ALPHA, METHODS, MIN_SEGMENT, PERMUTATIONS, detect
 from cifar_bench.results.stats import slower_p_value
+from cifar_bench.results.tdist import student_t_test
 
 STEPS = (0.02, 0.05, 0.10)  # planted steps, fractions of the level
 DRIFT = (0.02, 5)  # +2% a commit over 5 commits
 AFTER_COMMITS = (3, 5, 10, 20, 40)  # commits after the step, for the second table
+IQR_SDS = 1.349  # a normal distribution's interquartile range, in standard deviations
 RUN_ARGS = ["run", "baseline", "--dataset", "synthetic", "--limit-train", "1000", "--limit-test", "200",
             "--epochs", "1", "--threads", "1", "--no-cpu-tune", "--quiet"]  # fmt: skip
 
@@ -82,8 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--commits", type=int, default=20, help="commits per synthetic history [20]")
     parser.add_argument("--runs", type=int, default=3, help="runs per commit [3]")
     parser.add_argument("--series", type=int, default=50, help="histories per case [50]")
-    parser.add_argument("--noise-model", choices=("invocations", "runs"), default="invocations",
-                        help="commit levels and runs as measured, or runs alike [invocations]")  # fmt: skip
+    parser.add_argument("--flat-series", type=int, default=200, help="flat histories, for the false-alarm rate [200]")
+    parser.add_argument("--noise-model", choices=("invocations", "runs", "normal"), default="invocations",
+                        help="commit levels and runs as measured, runs alike, or normal noise of the measured "
+                        "spreads [invocations]")  # fmt: skip
+    parser.add_argument("--method", choices=METHODS, default="t", help="how detect judges a candidate [t]")
     parser.add_argument("--unit", choices=("groups", "runs"), default="groups",
                         help="what detect's permutation test shuffles [groups]")  # fmt: skip
     parser.add_argument("--alpha", type=float, default=ALPHA, help=f"significance level [{ALPHA}]")
@@ -180,6 +185,10 @@ def history(levels: np.ndarray, runs: int, noise: Noise, model: str, rng: np.ran
     commits = len(levels)
     if model == "runs":
         draws = rng.choice(noise.pooled, size=(commits, runs))
+    elif model == "normal":  # log-normal, each part's spread from its measured IQR (1.349 SDs), no tails
+        level_sd, within_sd = (np.subtract(*np.percentile(np.log(v), [75, 25])) / IQR_SDS
+                               for v in (noise.levels, noise.within))  # fmt: skip
+        draws = np.exp(rng.normal(0, level_sd, size=(commits, 1)) + rng.normal(0, within_sd, size=(commits, runs)))
     else:
         draws = rng.choice(noise.levels, size=(commits, 1)) * rng.choice(noise.within, size=(commits, runs))
     return list((levels[:, None] * draws).ravel())
@@ -213,7 +222,7 @@ class Tally:
     covered: int = 0
     with_interval: int = 0
     seconds: float = 0.0
-    oracle: int = 0  # histories where a test told the planted commit (one-sided Mann-Whitney on commit medians)
+    oracle: int = 0  # histories where a test told the planted commit would call it (see oracle())
     range_holds: int = 0  # histories with a change point whose earliest..latest holds (meets) the planted change
 
     def __post_init__(self) -> None:
@@ -248,17 +257,17 @@ def run_case(args: argparse.Namespace, noise: Noise, case: str, commits: int, ru
              seed: int) -> Tally:  # fmt: skip
     rng = np.random.default_rng(seed)
     tally = Tally()
-    for _ in range(args.series):
+    for _ in range(args.flat_series if case == "flat" else args.series):
         levels, first, last = planted(case, commits, rng)
         values = history(levels, runs, noise, args.noise_model, rng)
         groups = [c for c in range(commits) for _ in range(runs)]
         started = time.perf_counter()
-        points = detect(values, groups, alpha=args.alpha, permutations=args.permutations,
+        points = detect(values, groups, method=args.method, alpha=args.alpha, permutations=args.permutations,
                         min_segment=args.min_segment, unit=unit, seed=int(rng.integers(2**31)))  # fmt: skip
         tally.seconds += time.perf_counter() - started
         size = None if case in ("flat", "drift") else float(case)
         score(tally, points, first, last, size, args.within)
-        tally.oracle += first is not None and oracle(values, runs, first, last, args.alpha)
+        tally.oracle += first is not None and oracle(values, runs, first, last, args.alpha, args.method)
     return tally
 
 
@@ -304,7 +313,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def timing(commits: int, runs: int, step: float | None) -> float:
+def timing(commits: int, runs: int, step: float | None, method: str) -> float:
     """Seconds one detect takes on a history of this size, median of 3.
 
     Flat, or a step half-way under small noise (1% a commit, 1% a run), so that the step is found and
@@ -320,7 +329,7 @@ def timing(commits: int, runs: int, step: float | None) -> float:
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        found = detect(values, groups)
+        found = detect(values, groups, method=method)
         times.append(time.perf_counter() - started)
     assert (step is None) == (not found), "the timed history should be flat or have its step found"
     return statistics.median(times)
@@ -367,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                               "found": f"{t.found}/{t.planted}", "exact": str(t.exact),
                               "elsewhere": str(t.detected - t.found), "range holds it": str(t.range_holds),
                               "oracle": f"{t.oracle}/{t.planted}"})  # fmt: skip
-    timings = {f"{c} commits x 3 runs, {'flat' if s is None else f'{s:.0%} step found'}": timing(c, 3, s)
+    timings = {f"{c} commits x 3 runs, {'flat' if s is None else f'{s:.0%} step found'}": timing(c, 3, s, args.method)
                for c in (20, 100) for s in (None, 0.10)}  # fmt: skip
     report(args, summary, measured, table, after, timings, load_start)
     met = f1_of(tallies["0.05"]) >= 0.9 and tallies["flat"].flagged_series == 0
@@ -386,20 +395,26 @@ def run_after(args: argparse.Namespace, noise: Noise, step: float, after: int, r
         levels = np.concatenate([np.ones(before), np.full(after, 1 + step)])
         values = history(levels, runs, noise, args.noise_model, rng)
         groups = [c for c in range(before + after) for _ in range(runs)]
-        points = detect(values, groups, alpha=args.alpha, permutations=args.permutations,
+        points = detect(values, groups, method=args.method, alpha=args.alpha, permutations=args.permutations,
                         min_segment=args.min_segment, unit=args.unit, seed=int(rng.integers(2**31)))  # fmt: skip
         score(tally, points, before, before, step, args.within)
-        tally.oracle += oracle(values, runs, before, before, args.alpha)
+        tally.oracle += oracle(values, runs, before, before, args.alpha, args.method)
     return tally
 
 
-def oracle(values: list[float], runs: int, first: int, last: int, alpha: float) -> bool:
+def oracle(values: list[float], runs: int, first: int, last: int, alpha: float, method: str) -> bool:
     """Whether a test told where the change is would call it: the commits' medians after it against before.
 
-    The best any detector can hope for: one test, at the known commit (a drift's ramp left out), one-sided.
+    The best a detector of that method can hope for: one test, at the known commit (a drift's ramp left
+    out): the two-sided t-test of the medians' logs for ``t``, one-sided Mann-Whitney for ``permutation``.
     """
     medians = np.median(np.reshape(values, (-1, runs)), axis=1)
-    return slower_p_value(list(medians[:first]), list(medians[last + 1 :])) <= alpha
+    before, after = list(medians[:first]), list(medians[last + 1 :])
+    if not before or not after:  # a drift still rising at the newest commit: nothing after it to compare
+        return False
+    if method == "t":
+        return student_t_test(list(np.log(before)), list(np.log(after))).p_value <= alpha
+    return slower_p_value(before, after) <= alpha
 
 
 def report(args: argparse.Namespace, summary: dict, measured: dict, table: list, after: list, timings: dict,
@@ -413,8 +428,9 @@ def report(args: argparse.Namespace, summary: dict, measured: dict, table: list,
         loads = measured["load_before_each"]
         print(f"measured on: {measured['cpu']}, {measured['cores']} cores; load average {min(loads):.2f}-"
               f"{max(loads):.2f} (1 min) during the measurement")  # fmt: skip
-    print(f"histories: {args.commits} commits x {args.runs} runs, {args.series} per case, noise model "
-          f"{args.noise_model}; detect(alpha={args.alpha}, permutations={args.permutations}, "
+    print(f"histories: {args.commits} commits x {args.runs} runs, {args.series} per case ({args.flat_series} flat), "
+          f"noise model "
+          f"{args.noise_model}; detect(method={args.method}, alpha={args.alpha}, permutations={args.permutations}, "
           f"min_segment={args.min_segment}, unit={args.unit}); found = within {args.within} commits")  # fmt: skip
     print()
     print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))

@@ -1,55 +1,60 @@
 """Change points in a benchmark's history: where a series of runs moved to a new level, and by how much.
 
-The method is E-Divisive with means (Matteson and James, 2014), which Apache Otava (formerly DataStax's
-Hunter), MongoDB's signal-processing-algorithms and Nyrkiö run over performance histories, fitted to what
-a cifar-bench series is: every run of 10-100 commits, a few runs a commit, and timing noise from a shared
-VM that is heavy-tailed and mostly shared by the runs of one invocation.
+The method is Apache Otava's (formerly DataStax's Hunter; Fleming et al. 2023): E-Divisive means
+(Matteson and James, 2014) proposes where a series splits, and Student's t-test decides whether the split
+is real, fitted to what a cifar-bench series is: every run of 10-100 commits, a few runs a commit, and
+timing noise from a shared VM, mostly shared by the runs of one invocation. The measurements behind each
+choice are ``benchmarks/changepoint_accuracy.py``'s (tables in docs/publishing.md).
 
-* **Every run; splits only between groups.** The input is each run's value, oldest first, with its group
-  (its commit, or a label of its own for a run without one). A change point only falls between groups: a
-  commit cannot be half slow.
-* **The statistic.** E-Divisive's Q(τ, κ): n1 n2 / (n1 + n2) times the energy distance (exponent 1)
-  between the runs before the split τ and those from τ to κ, maximised over both. The split is τ; κ lets
-  a stretch that later went back (a regression, then its fix) be compared with what came before it rather
-  than with a mix of both levels. It is computed on the ranks of the segment's runs, so a run or a whole
-  commit three times slower is just the top ranks and cannot outweigh a real shift, as it does on raw
-  times. Binary segmentation repeats the search on each side of every change point found.
-* **Whether it is real: commits are shuffled, not runs.** The p-value is the share of shuffles whose best
-  Q reaches the observed one (Matteson and James's permutation test: it pays for having picked the best
-  split, which a t-test on the chosen split, Hunter's faster variant, does not, and assumes no shape of
-  noise). On this machine (``benchmarks/changepoint_accuracy.py``) the runs of one invocation share most
-  of their noise: their train times agree within 1-3% (IQR / median) while invocations differ by 3%
-  (quiet) to 27-55% (loaded), an intra-class correlation of log train time of 0.72-0.97. Shuffling runs
-  reads a commit that ran beside a busy neighbour as a change (a quarter to a third of flat synthetic
-  histories of that noise got one); shuffling whole commits, each keeping its runs, is valid whatever they
-  share, and none of 50 got one. The price: a commit is one piece of evidence, not three, and k commits at
-  a new level among g can reach no better than about p = 1 / C(g, k).
-  ``unit="runs"`` is for series whose runs are independent.
-* **Significance level 0.001** (Otava's and Nyrkiö's default ``max_pvalue``) with 999 shuffles: no
-  shuffle may do as well. The p-value being honest about the choice of split, a flat series gets a change
-  point with probability 0.001 per measure; ``publish`` tests three measures of every series, and at 0.001
-  a site of 50 flat series shows a false mark about one build in seven (at 0.01, most builds). A test stops
-  at the first shuffle that beats the observed Q, so a flat series costs a few dozen shuffles.
-* **Minimum segment, 2 commits** (and 2 runs) each side: one commit slowed by a neighbour is not a level,
-  two in a row at the same new level may be. asv reports a regression only when it lasts 2 commits
-  (``min_size=2``) for the same reason; Otava has no minimum but a t-test needs 2 points a side.
+* **Every run proposes; splits only between groups.** E-Divisive's Q(τ, κ) (``edivisive``) over the ranks
+  of every run, oldest first, each with its group (its commit, or a label of its own for a run without
+  one): a change point falls only between groups, since a commit cannot be half slow; ranks, so that one
+  run or commit three times slower is just the top ranks. κ bounds a stretch that later went back (a
+  regression, then its fix), so that it is compared with what came before it, not with a mix of both.
+* **A commit is one observation.** The runs of one invocation share most of their noise on this machine
+  (intra-class correlation of log train time 0.72-0.97): counting them as independent reads a commit
+  that ran beside a busy neighbour as a change (a quarter to a half of flat synthetic histories got one).
+  So the test compares the commits' medians (of log times for times and throughput), one value each.
+* **Student's t-test, not shuffles.** The phase before this one shuffled whole commits (Matteson and
+  James's permutation test), which is valid whatever the noise but can never be more sure than one in
+  the number of ways to place the commits: 5 slow commits among 10 give p >= 1 / C(10, 5) = 1 / 252, so a
+  short history could never reach 0.001. The t-test's p-value has no such floor: at the measured quiet
+  commit-to-commit spread (log-normal, 1.9%), 5% steps in 20 commits x 3 runs are found with F1 0.90
+  against 0.58 for the shuffles, and 10% steps in all 50. It does not pay for having picked the best split
+  (neither does Otava's); the false alarms this costs are measured instead: 1 flat history in 200.
+  Its weakness is heavy tails: at the measured quiet noise drawn as it came (10 invocations, one of them
+  1.63 x the others), a slow commit in most histories swamps the t-test's variance and F1 for 5% steps
+  falls to 0.11 (shuffles 0.15); neither method meets the targets there. ``method="permutation"`` keeps
+  the shuffles for long histories with such spikes.
+* **Two passes, as Otava.** Binary segmentation keeps every split its t-test finds at 10 x the level
+  (``WEAK_FACTOR``: Otava's "weak" change points, so that a second change is not missed because the
+  first muddied its segment); then the weakest split, tested against its neighbouring splits, is dropped
+  until every one left is significant at the level.
+* **Significance level 0.001** (Otava's and Nyrkiö's default ``max_pvalue``): with it, 1 in 200 flat
+  histories got a change point; at 0.0001, none, but 5% steps fell to F1 0.66.
+* **Minimum segment, 3 commits** each side: one commit slowed by a neighbour is not a level, and at the
+  measured noise two slow commits in a row are not rare: with 2, 8 of 200 flat histories got a change
+  point, with 3, 1 (F1 unchanged). The price: a change in the newest two commits is not reported yet
+  (``compare`` and the adjacent-commit verdicts still see it).
 
-**Where it could have begun.** The split is refined between the neighbouring change points (the best
-single split of that window); ``earliest``..``latest`` then runs over the groups next to it whose level the
-data cannot tell: those before it not clearly at the old level, those from it not clearly at the new one.
-A clean step gives one commit; a blurred step or a drift, or a step small beside the noise, several.
+**Where it could have begun.** Each split is refined between its neighbouring change points (E-Divisive's
+best single split of that window, kept if the t-test still finds it there); ``earliest``..``latest`` runs
+over the groups next to it whose level the data cannot tell: those before it not clearly at the old
+level, those from it not clearly at the new one. A clean step gives one commit; a blurred step or a
+drift, or a step small beside the noise, several.
 
-**How much.** ``before`` and ``after`` are the medians of the neighbouring segments; ``magnitude`` is the
-Hodges-Lehmann shift between the commits' medians on either side (for times a ratio after / before, from
-log times), with the distribution-free interval from the Mann-Whitney critical values that ``compare``
-uses for two commits; from the runs themselves when runs are the unit.
+**How much.** ``before`` and ``after`` are the medians of the runs of the neighbouring segments;
+``magnitude`` is the difference of the commits' mean (log) medians either side, the t-test's own estimate
+(a ratio after / before for times), with its 95% t interval. With ``method="permutation"`` it is the
+Hodges-Lehmann shift with the distribution-free interval from the Mann-Whitney critical values, as
+``compare`` uses for two commits.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
@@ -57,14 +62,17 @@ from typing import Literal
 import numpy as np
 
 from . import stats
+from .edivisive import MIN_RUNS, Unit, best_single_split, candidate, permutation_p_value
+from .tdist import TTest, student_t_test
 
 #: Groups (commits) each side of a change point must hold, at least.
-MIN_SEGMENT = 2
-#: Runs each side must hold, at least: the mean distance within one run is undefined.
-MIN_RUNS = 2
-#: Significance level of the permutation test (Otava's and Nyrkiö's default).
+MIN_SEGMENT = 3
+#: Significance level (Otava's and Nyrkiö's default ``max_pvalue``).
 ALPHA = 0.001
-#: Shuffles per test: with 999, the smallest p-value is 1 / 1000, just ``ALPHA``.
+#: The t-test's first pass keeps candidates up to this many times ``ALPHA`` (Otava's "weak" change points);
+#: the merge pass then drops the weakest until every one left is significant at ``ALPHA`` against its neighbours.
+WEAK_FACTOR = 10
+#: Shuffles per test of the permutation method: with 999, the smallest p-value is 1 / 1000, just ``ALPHA``.
 PERMUTATIONS = 999
 #: A group is at a level when its median is within this many commit-to-commit spreads of it (about 95%)...
 LOCATION_Z = 2.0
@@ -77,11 +85,24 @@ MAD_TO_SD = 1.4826
 MAGNITUDE_CONFIDENCE = 0.95
 #: Above this many (before, after) pairs the exact Mann-Whitney distribution gives way to the normal one (as compare's).
 EXACT_PAIRS = stats.EXACT_LIMIT
-#: Relative slack when comparing statistics and levels (floating-point sums of the same numbers in another order).
+#: Relative slack when comparing a p-value with a level (floating-point sums of the same numbers in another order).
 SLACK = 1e-9
 
 Direction = Literal["up", "down"]
-Unit = Literal["groups", "runs"]
+Method = Literal["t", "permutation"]
+METHODS: tuple[Method, ...] = ("t", "permutation")
+
+__all__ = [
+    "ALPHA",
+    "MEASURES",
+    "MIN_RUNS",
+    "MIN_SEGMENT",
+    "ChangePoint",
+    "Measure",
+    "detect",
+    "is_regression",
+    "shift_estimate",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,21 +111,22 @@ class ChangePoint:
 
     ``magnitude``, ``low`` and ``high`` are a ratio after / before when ``relative`` (times, throughput),
     otherwise a difference after - before in the series' units (accuracy points); ``low``/``high`` are
-    None when too few runs allow an interval at ``MAGNITUDE_CONFIDENCE``.
+    None when too few values allow an interval at ``MAGNITUDE_CONFIDENCE``.
     """
 
     group: Hashable  # the first group at the new level
     index: int  # position in the series of the first value at the new level
     earliest: Hashable  # the range of groups the change could have begun in, oldest first
     latest: Hashable
-    before: float  # median of the segment before, in the series' units
-    after: float  # median of the segment after
+    before: float  # median of the runs of the segment before, in the series' units
+    after: float  # median of the runs of the segment after
     magnitude: float
     low: float | None
     high: float | None
-    p_value: float  # permutation p-value of the test that found it (at least 1 / (permutations + 1))
+    p_value: float  # of the test that kept it: see ``method``
     direction: Direction  # "up": the values rose (slower, for times)
     relative: bool
+    method: Method = "t"  # "t": two-sided Student's t-test of the segments; "permutation": shuffles of E-Divisive's Q
 
 
 @dataclass(frozen=True)
@@ -116,30 +138,39 @@ class _Series:
     starts: np.ndarray  # run index where each group begins, then the number of runs (length groups + 1)
 
 
-def detect(values: Sequence[float], groups: Sequence[Hashable], *, min_segment: int = MIN_SEGMENT,
-           alpha: float = ALPHA, permutations: int = PERMUTATIONS, seed: int = 0, relative: bool = True,
-           unit: Unit = "groups") -> list[ChangePoint]:  # fmt: skip
-    """The change points of a series, oldest first; the same list for the same inputs and seed.
+def detect(values: Sequence[float], groups: Sequence[Hashable], *, method: Method = "t",
+           min_segment: int = MIN_SEGMENT, alpha: float = ALPHA, permutations: int = PERMUTATIONS, seed: int = 0,
+           relative: bool = True, unit: Unit = "groups") -> list[ChangePoint]:  # fmt: skip
+    """The change points of a series, oldest first; the same list for the same inputs (and seed).
 
     ``values``: every run, in series order (oldest first). ``groups``: per value, its group (a commit hash,
     or a label of its own for a run without one); the runs of a group must be contiguous. ``relative``:
     compare as ratios (times, throughput; values must be positive) rather than differences (accuracy).
-    ``unit``: what the permutation test shuffles: whole groups (the default: valid when the runs of one
+    ``method``: how a candidate is judged: "t" (a t-test of the groups' medians, split then merge, as
+    Otava does) or "permutation" (shuffles of E-Divisive's statistic; ``permutations`` and ``seed``).
+    ``unit``: what counts as one observation: whole groups (the default: valid when the runs of one
     commit share its machine's mood), or single runs (only for runs that are independent of each other).
     """
     if min_segment < 1:
         raise ValueError(f"min_segment must be at least 1 group, got {min_segment}")
     if unit not in ("groups", "runs"):
         raise ValueError(f"unit must be 'groups' or 'runs', got {unit!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     series = _prepare(values, groups, relative)
-    found = _binary_segmentation(series, min_segment, alpha, permutations, seed, unit)
-    ends = [split for split, _ in found[1:]] + [len(series.labels)] if found else []
     raw = np.asarray(values, dtype=float)
+    if method == "t":
+        splits = _merge(series, _split(series, min_segment, alpha, unit), alpha, unit)
+        return _t_points(series, raw, splits, min_segment, alpha, relative, unit)
+    found = _permutation_segmentation(series, min_segment, alpha, permutations, seed, unit)
+    ends = [split for split, _ in found[1:]] + [len(series.labels)] if found else []
     points, first = [], 0
     for (_, p_value), end in zip(found, ends, strict=True):
         # Refined between the change before it (already refined, so that two never cross) and the one after.
         split, earliest, latest = _locate(series, first, end, min_segment)
-        points.append(_describe(series, raw, first, split, end, (earliest, latest), p_value, relative, unit))
+        shift = _rank_shift(series, first, split, end, unit)
+        points.append(_describe(series, raw, (first, split, end), (earliest, latest), shift, p_value, relative,
+                                "permutation"))  # fmt: skip
         first = split
     return points
 
@@ -168,110 +199,89 @@ def _prepare(values: Sequence[float], groups: Sequence[Hashable], relative: bool
     return _Series(x, labels, np.array([*starts, len(x)]))
 
 
-# -- the energy statistic -----------------------------------------------------------------------------
-#
-# Everything is computed from group-to-group sums: between[a, b] is the sum of |x_i - x_j| over the runs i of
-# group a and j of group b. Shuffling whole groups then only reorders that matrix. Leading axes hold a batch
-# of shuffles.
-
-#: Floats held at once by a batch of shuffles (each needs n² of them, n runs or groups): about 32 MB.
-BATCH_FLOATS = 4_000_000
+def _window(series: _Series, first: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of groups first..end-1, and where each of those groups begins among them (then their count)."""
+    return series.x[series.starts[first] : series.starts[end]], series.starts[first : end + 1] - series.starts[first]
 
 
-def _batch_size(n: int) -> int:
-    return max(1, min(64, BATCH_FLOATS // max(1, n * n)))
+# -- the t-test: split, then merge (Otava's two passes) ------------------------------------------------
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks from 1, tied values sharing the mean of their ranks."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    return (ends - (counts - 1) / 2)[inverse]
+def _values(series: _Series, first: int, end: int, unit: Unit) -> list[float]:
+    """What the t-test compares for groups first..end-1: each group's median, or every run when runs are the unit."""
+    if unit == "runs":
+        return [float(v) for v in series.x[series.starts[first] : series.starts[end]]]
+    return [float(np.median(series.x[a:b])) for a, b in itertools.pairwise(series.starts[first : end + 1])]
 
 
-def _between(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Sums of |x_i - x_j| between the runs of each pair of groups, from run values (shape (..., n))."""
-    d = np.abs(x[..., :, None] - x[..., None, :])
-    return np.add.reduceat(np.add.reduceat(d, starts[:-1], axis=-2), starts[:-1], axis=-1)
+def _t_test(series: _Series, first: int, split: int, end: int, unit: Unit) -> TTest:
+    """Groups first..split-1 against split..end-1 (p = 1 with fewer than three values in all: nothing to judge)."""
+    before, after = _values(series, first, split, unit), _values(series, split, end, unit)
+    if len(before) + len(after) < 3:
+        return TTest(float(np.mean(after) - np.mean(before)), math.inf, 1, 1.0)
+    return student_t_test(before, after)
 
 
-def _cumsum0(x: np.ndarray) -> np.ndarray:
-    """Running sums along the last axis, from 0: out[..., k] is the sum of the first k entries."""
-    out = np.zeros((*x.shape[:-1], x.shape[-1] + 1))
-    out[..., 1:] = x.cumsum(axis=-1)
-    return out
+def _significant(p_value: float, alpha: float) -> bool:
+    return p_value <= alpha * (1 + SLACK)
 
 
-def _energy_q(cross: np.ndarray, within_1: np.ndarray, within_2: np.ndarray, n1: np.ndarray,
-              n2: np.ndarray) -> np.ndarray:  # fmt: skip
-    """E-Divisive's Q: ``n1 n2 / (n1 + n2)`` times the energy distance between two sets of n1 and n2 runs.
+def _split(series: _Series, min_segment: int, alpha: float, unit: Unit) -> list[int]:
+    """Binary segmentation: E-Divisive's best split of each segment, kept when a t-test finds it at
+    ``WEAK_FACTOR`` x ``alpha``; the test compares the groups before τ with those from τ to κ (κ bounds a
+    stretch that later went back, so that it is not compared with a mix of both levels)."""
+    found: list[int] = []
+    todo = [(0, len(series.labels))]
+    while todo:
+        first, end = todo.pop()
+        best = candidate(*_window(series, first, end), min_segment)
+        if best is None:
+            continue
+        tau, kappa = first + best[0], first + best[1]
+        if _significant(_t_test(series, first, tau, kappa, unit).p_value, alpha * WEAK_FACTOR):
+            found.append(tau)
+            todo += [(first, tau), (tau, end)]
+    return sorted(found)
 
-    ``cross``: the sum of |x_i - x_j| over pairs across the sets; ``within_1``/``within_2``: the sums over
-    ordered pairs inside each (every pair twice). -inf where a set has under ``MIN_RUNS`` runs.
+
+def _merge(series: _Series, splits: list[int], alpha: float, unit: Unit) -> list[int]:
+    """Drop the weakest split (largest p against its neighbouring splits) until all are significant at ``alpha``."""
+    splits = list(splits)
+    while splits:
+        bounds = [0, *splits, len(series.labels)]
+        p_values = [_t_test(series, *bounds[i : i + 3], unit).p_value for i in range(len(splits))]
+        weakest = int(np.argmax(p_values))
+        if _significant(p_values[weakest], alpha):
+            break
+        del splits[weakest]
+    return splits
+
+
+def _t_points(series: _Series, raw: np.ndarray, splits: list[int], min_segment: int, alpha: float,
+              relative: bool, unit: Unit) -> list[ChangePoint]:  # fmt: skip
+    """Each split refined between its neighbours (``_locate``), tested there, and described.
+
+    The refined place is kept only when the test still finds the change there; otherwise the split as found.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        distance = 2 * cross / (n1 * n2) - within_1 / (n1 * (n1 - 1)) - within_2 / (n2 * (n2 - 1))
-        q = n1 * n2 / (n1 + n2) * distance
-    return np.where((n1 >= MIN_RUNS) & (n2 >= MIN_RUNS), q, -np.inf)
+    points, first = [], 0
+    for split, end in zip(splits, [*splits[1:], len(series.labels)][: len(splits)], strict=True):
+        refined, earliest, latest = _locate(series, first, end, min_segment)
+        test = _t_test(series, first, refined, end, unit)
+        if refined != split and not _significant(test.p_value, alpha):
+            refined, earliest, latest = split, min(earliest, split), max(latest, split)
+            test = _t_test(series, first, split, end, unit)
+        low, high = test.interval(MAGNITUDE_CONFIDENCE)
+        points.append(_describe(series, raw, (first, refined, end), (earliest, latest), (test.difference, low, high),
+                                test.p_value, relative, "t"))  # fmt: skip
+        first = refined
+    return points
 
 
-def _weights(sizes: np.ndarray, min_segment: int) -> tuple[np.ndarray, ...]:
-    """Weights that make E-Divisive's Q a weighted sum of prefix sums, for every τ (axis -2) and κ (axis -1).
-
-    With P[a, b] the sum over the runs of groups before a against those of groups before b (symmetric), the
-    block sums are before-before P[τ,τ], across P[τ,κ] - P[τ,τ] and after-after P[κ,κ] - 2 P[τ,κ] + P[τ,τ],
-    so Q(τ, κ) = P[τ,κ] w_cross - P[τ,τ] w_tau - P[κ,κ] w_kappa + bias. The weights depend only on the
-    groups' sizes, so shuffles of equal-sized groups share them. ``bias`` is -inf where (τ, κ) is not
-    allowed: fewer than ``min_segment`` groups, or ``MIN_RUNS`` runs, before τ or in τ..κ-1.
-    """
-    counts = _cumsum0(sizes.astype(float))
-    n1 = counts[..., :, None]
-    n2 = counts[..., None, :] - n1
-    tau, kappa = np.arange(sizes.shape[-1] + 1)[:, None], np.arange(sizes.shape[-1] + 1)[None, :]
-    allowed = (tau >= min_segment) & (kappa - tau >= min_segment) & (n1 >= MIN_RUNS) & (n2 >= MIN_RUNS)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        across = 2 / (n1 + n2)  # the three terms of Q, each over its own count of pairs
-        before = n2 / ((n1 + n2) * (n1 - 1))
-        after = n1 / ((n1 + n2) * (n2 - 1))
-        terms = (across + 2 * after, across + before + after, after)
-    return (*[np.where(allowed, t, 0.0) for t in terms], np.where(allowed, 0.0, -np.inf))
+# -- the permutation test ------------------------------------------------------------------------------
 
 
-def _divisive_q(between: np.ndarray, weights: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Q of groups 0..τ-1 against τ..κ-1, for every τ (axis -2) and κ (axis -1); -inf where not allowed."""
-    groups = between.shape[-1]
-    p = np.zeros((*between.shape[:-2], groups + 1, groups + 1))
-    p[..., 1:, 1:] = between.cumsum(axis=-2).cumsum(axis=-1)
-    diag = np.diagonal(p, axis1=-2, axis2=-1)
-    w_cross, w_tau, w_kappa, bias = weights
-    return p * w_cross - diag[..., :, None] * w_tau - diag[..., None, :] * w_kappa + bias
-
-
-def _split_q(between: np.ndarray, sizes: np.ndarray, min_segment: int) -> np.ndarray:
-    """Q of groups 0..τ-1 against all the rest, for τ = 0..g (shape (..., g + 1)): one change, none after it.
-
-    P[τ, g] and P[τ, τ] are running sums of each group's distances to all runs and to itself and the groups
-    before it, so no 2-D prefix sums are needed.
-    """
-    to_all = _cumsum0(between.sum(axis=-1))
-    to_itself = np.diagonal(between, axis1=-2, axis2=-1)
-    to_earlier = _cumsum0(to_itself + 2 * np.tril(between, -1).sum(axis=-1))
-    n1 = _cumsum0(sizes.astype(float))
-    q = _energy_q(to_all - to_earlier, to_earlier, to_all[..., -1:] - 2 * to_all + to_earlier, n1, n1[..., -1:] - n1)
-    groups = np.arange(sizes.shape[-1] + 1)
-    return np.where((groups >= min_segment) & (groups <= sizes.shape[-1] - min_segment), q, -np.inf)
-
-
-def _best(q: np.ndarray) -> np.ndarray:
-    """The largest Q of each grid in a batch (shape (..., g + 1, g + 1) to (...))."""
-    return q.reshape(*q.shape[:-2], -1).max(axis=-1)
-
-
-# -- detection -----------------------------------------------------------------------------------------
-
-
-def _binary_segmentation(series: _Series, min_segment: int, alpha: float, permutations: int, seed: int,
-                         unit: Unit) -> list[tuple[int, float]]:  # fmt: skip
+def _permutation_segmentation(series: _Series, min_segment: int, alpha: float, permutations: int, seed: int,
+                              unit: Unit) -> list[tuple[int, float]]:  # fmt: skip
     """Significant splits as (group index, p-value), in series order.
 
     Each segment is tested on its own, with a generator seeded by the seed and the segment's bounds, so
@@ -281,59 +291,28 @@ def _binary_segmentation(series: _Series, min_segment: int, alpha: float, permut
     todo = [(0, len(series.labels))]
     while todo:
         first, end = todo.pop()
-        starts = series.starts[first : end + 1] - series.starts[first]
-        ranks = _ranks(series.x[series.starts[first] : series.starts[end]])
-        q = _divisive_q(_between(ranks, starts), _weights(np.diff(starts), min_segment))
-        best = int(np.unravel_index(int(np.argmax(q)), q.shape)[0])  # τ; κ only bounds the comparison
-        if not np.isfinite(q.max()):
+        window, starts = _window(series, first, end)
+        best = candidate(window, starts, min_segment)
+        if best is None:
             continue
+        tau, _, q, ranks = best
         rng = np.random.default_rng([seed, first, end])
-        shuffles = (_shuffled_groups if unit == "groups" else _shuffled_runs)(ranks, starts, min_segment, rng)
-        p_value = _permutation_p_value(shuffles, float(q.max()), alpha, permutations)
-        if p_value <= alpha * (1 + SLACK):
-            found.append((first + best, p_value))
-            todo += [(first, first + best), (first + best, end)]
+        p_value = permutation_p_value(ranks, starts, q, min_segment=min_segment, unit=unit, alpha=alpha,
+                                      permutations=permutations, rng=rng)  # fmt: skip
+        if _significant(p_value, alpha):
+            found.append((first + tau, p_value))
+            todo += [(first, first + tau), (first + tau, end)]
     return sorted(found)
 
 
-def _permutation_p_value(shuffles: Iterator[np.ndarray], observed: float, alpha: float, permutations: int) -> float:
-    """Share of shuffles whose best Q reaches the observed one, as (1 + hits) / (1 + shuffles).
-
-    Stops as soon as the hits rule out significance at ``alpha`` (the value then returned is only an
-    estimate, above ``alpha``); a significant p-value always comes from all ``permutations`` shuffles.
-    """
-    allowed = math.floor(alpha * (permutations + 1) * (1 + SLACK)) - 1  # hits a significant result may have
-    reach = observed - SLACK * max(1.0, abs(observed))
-    hits = done = 0
-    for best in shuffles:
-        best = best[: permutations - done]
-        hits += int(np.count_nonzero(best >= reach))
-        done += len(best)
-        if hits > allowed or done >= permutations:
-            break
-    return (1 + hits) / (1 + done)
-
-
-def _shuffled_runs(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
-                   rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
-    """Best Q of batches of shuffles of the runs, the groups' sizes and places kept."""
-    size, weights = _batch_size(len(ranks)), _weights(np.diff(starts), min_segment)
-    while True:
-        shuffled = rng.permuted(np.broadcast_to(ranks, (size, len(ranks))), axis=1)
-        yield _best(_divisive_q(_between(shuffled, starts), weights))
-
-
-def _shuffled_groups(ranks: np.ndarray, starts: np.ndarray, min_segment: int,
-                     rng: np.random.Generator) -> Iterator[np.ndarray]:  # fmt: skip
-    """Best Q of batches of shuffles of whole groups, each keeping its runs: only g² sums a shuffle."""
-    between, sizes = _between(ranks, starts), np.diff(starts)
-    groups = len(sizes)
-    size = _batch_size(groups)
-    same = _weights(sizes, min_segment) if np.all(sizes == sizes[0]) else None  # any order has these sizes
-    while True:
-        order = rng.permuted(np.broadcast_to(np.arange(groups), (size, groups)), axis=1)
-        shuffled = between[order[:, :, None], order[:, None, :]]
-        yield _best(_divisive_q(shuffled, same if same is not None else _weights(sizes[order], min_segment)))
+def _rank_shift(
+    series: _Series, first: int, split: int, end: int, unit: Unit
+) -> tuple[float, float | None, float | None]:
+    """The Hodges-Lehmann shift at ``split`` with its rank interval: from the groups' medians (groups the unit:
+    the runs of one commit share its noise, so counting them as independent would make the interval too
+    narrow) or from the runs."""
+    before, after = _values(series, first, split, unit), _values(series, split, end, unit)
+    return shift_estimate(before, after)
 
 
 # -- describing a change point -------------------------------------------------------------------------
@@ -349,9 +328,8 @@ def _locate(series: _Series, first: int, end: int, min_segment: int) -> tuple[in
     caught half-way do not inflate) or ``LOCATION_SHARE`` of the step, whichever is wider. A clean step
     gives one group; a blurred one, or a step small beside the noise, several. As (split, earliest, latest).
     """
-    starts = series.starts[first : end + 1] - series.starts[first]
-    window = series.x[series.starts[first] : series.starts[end]]
-    best = int(np.argmax(_split_q(_between(_ranks(window), starts), np.diff(starts), min_segment)))
+    window, starts = _window(series, first, end)
+    best = best_single_split(window, starts, min_segment)
     medians = np.array([np.median(window[a:b]) for a, b in itertools.pairwise(starts)])
     old, new = np.median(window[: starts[best]]), np.median(window[starts[best] :])
     fitted = np.where(np.arange(len(medians)) < best, old, new)
@@ -367,19 +345,14 @@ def _locate(series: _Series, first: int, end: int, min_segment: int) -> tuple[in
     return first + best, first + earliest, first + latest
 
 
-def _describe(series: _Series, raw: np.ndarray, first: int, split: int, end: int, span: tuple[int, int],
-              p_value: float, relative: bool, unit: Unit) -> ChangePoint:  # fmt: skip
-    """Levels, magnitude and direction of the change at ``split`` between groups first and end.
-
-    With groups as the unit, the shift is estimated from the groups' medians: the runs of one commit share
-    its noise, so counting them as independent would make the interval too narrow.
-    """
+def _describe(series: _Series, raw: np.ndarray, bounds: tuple[int, int, int], span: tuple[int, int],
+              shift: tuple[float, float | None, float | None], p_value: float, relative: bool,
+              method: Method) -> ChangePoint:  # fmt: skip
+    """A change point at ``split`` between groups ``first`` and ``end`` (``bounds``), with ``shift`` (estimate,
+    low, high on the tested scale: log ratios when relative) and the range ``span`` it could have begun in."""
+    first, split, end = bounds
     lo, at, hi = series.starts[first], series.starts[split], series.starts[end]
-    if unit == "groups":
-        medians = [np.median(series.x[a:b]) for a, b in itertools.pairwise(series.starts[first : end + 1])]
-        estimate, low, high = shift_estimate(medians[: split - first], medians[split - first :])
-    else:
-        estimate, low, high = shift_estimate(series.x[lo:at], series.x[at:hi])
+    estimate, low, high = shift
     before, after = float(np.median(raw[lo:at])), float(np.median(raw[at:hi]))
     rose = estimate > 0 or (estimate == 0 and after >= before)
     if relative:
@@ -397,6 +370,7 @@ def _describe(series: _Series, raw: np.ndarray, first: int, split: int, end: int
         p_value=p_value,
         direction="up" if rose else "down",
         relative=relative,
+        method=method,
     )
 
 
