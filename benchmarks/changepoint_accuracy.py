@@ -15,9 +15,16 @@ median) and each of its runs a within-invocation residual (a run / its invocatio
 pool: the commit-level and the run-level noise both keep the measured shape, tails included; commits are
 drawn independently, as histories made one commit a night are. ``--noise-model runs`` draws every run
 independently from all the measured residuals instead, which is what the noise would be if runs were
-independent; it shows what the structure costs.
+independent; it shows what the structure costs. ``--noise-model normal`` keeps the structure but not the
+tails: log-normal commit levels and runs, each with the standard deviation its measured IQR implies (IQR /
+1.349); with ten measured invocations the pool's tail is one or two invocations, and this shows how much
+of the result rests on them.
 
-Cases, ``--series`` histories each: flat; a step of 2%, 5% and 10% (slower from one commit on); and a
+``--method`` is how ``detect`` judges a candidate: ``t`` (the default: Student's t-test of the commits'
+medians, Otava's) or ``permutation`` (shuffles of whole commits, Matteson and James's).
+
+Cases, ``--series`` histories each (``--flat-series`` flat ones, 200 by default, for a rate of false
+alarms rather than a count): flat; a step of 2%, 5% and 10% (slower from one commit on); and a
 drift of +2% a commit over 5 commits (10% in all). A step begins at a commit drawn between the first and
 last quarter of the history. A change point counts as finding a step when it begins within ``--within``
 commits of it (a drift: within that many commits of the ramp); each planted change is found at most once
@@ -26,12 +33,13 @@ found exactly or within 1 and 2 commits, the median estimate of the change and h
 holds the planted one; on flat histories, how many get any change point.
 
 A second table asks what it takes: a step of ``--after-steps`` after ``--before`` commits, with 3 to 40
-commits after it, at ``--after-runs`` runs a commit. With commits the unit of the permutation test, a
-run more per commit buys little where the commit-level noise dominates; commits do. Its "oracle" column
-is the best any detector could do: a one-sided Mann-Whitney test of the commits' medians after the step
-against those before, told where the step is, at the same level. "elsewhere" counts change points more
-than ``--within`` commits from the step (with one step planted, mostly the step found at the wrong
-commit), and "range holds it" the histories where a change point's earliest..latest holds the step.
+commits after it, at ``--after-runs`` runs a commit. With commits the unit of the test, a run more per
+commit buys little where the commit-level noise dominates; commits do. Its "oracle" column is the best a
+detector of that method could do: the same kind of test (a t-test of the medians' logs for ``t``, a
+one-sided Mann-Whitney test of the medians for ``permutation``) told where the step is, at the same
+level. "elsewhere" counts change points more than ``--within`` commits from the step (with one step
+planted, mostly the step found at the wrong commit), and "range holds it" the histories where a change
+point's earliest..latest holds the step.
 
     python benchmarks/changepoint_accuracy.py                          # measure 20 invocations x 3 runs first
     python benchmarks/changepoint_accuracy.py --noise-json noise.json  # the noise saved by an earlier run

@@ -14,7 +14,8 @@ import-linter, see pyproject.toml):
   ``step``, ``loop``, ``state`` (the record builder), ``data``, ``batches``, ``devices``, ``variants``,
   ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``.
 - ``results``: the record's ``schema`` (``typed`` derives checks from it), ``store`` (files), ``workload``,
-  ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``.
+  ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``,
+  ``series`` (which runs form one history), ``changepoints`` (with ``edivisive``, ``tdist``), ``regressions``.
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
   ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
 - under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
