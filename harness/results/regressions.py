@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .changepoints import ALPHA, MEASURES, MIN_SEGMENT, ChangePoint, Method, detect, is_regression
-from .series import has_commit, machine_of, series_key, slot_label, slot_runs
+from .series import by_series, has_commit, slot_label, slot_runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,14 +135,12 @@ def find_regressions(runs: pd.DataFrame, settings: Settings | None = None, notes
         raise UsageError("no run finished ok: no history to search")
     position = {slot: i for i, slot in enumerate(slotted.order)}
     found = []
-    rows = slotted.runs.to_dict("records")
-    grouped = slotted.runs.assign(_series=[series_key(r) for r in rows], _machine=[machine_of(r) for r in rows])
-    for key, group in grouped.groupby("_series", sort=False):
+    for key, group, machine in by_series(slotted.runs):
         if not (group["status"] == "ok").any():
             continue
         first = group.iloc[0]
-        found.append(SeriesChanges(key, str(first["recipe"]), str(first["device"]), str(first["variant"]),
-                                   str(first["_machine"]), series_changes(group, position, settings)))  # fmt: skip
+        found.append(SeriesChanges(key, str(first["recipe"]), str(first["device"]), str(first["variant"]), machine,
+                                   series_changes(group, position, settings)))  # fmt: skip
     found.sort(key=lambda s: (s.recipe, s.device, s.variant, s.machine, s.key))
     return Regressions(found, slotted.order, slotted.first_run, [*notes, *slotted.notes], settings)
 

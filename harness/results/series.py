@@ -10,7 +10,7 @@ made after those of an older one, as CI does; a run without a commit is placed b
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,3 +102,11 @@ def slot_runs(runs: pd.DataFrame) -> Slotted:
     first_run = runs.groupby("slot")["started_at"].min().to_dict() if len(runs) else {}
     order = sorted(first_run, key=lambda s: (first_run[s], s))
     return Slotted(runs, order, first_run, notes)
+
+
+def by_series(runs: pd.DataFrame) -> Iterator[tuple[tuple[str, ...], pd.DataFrame, str]]:
+    """Runs split into series, in the order first seen: (key, the series' runs, its machine's label) each."""
+    rows = runs.to_dict("records")
+    keyed = runs.assign(_series=[series_key(r) for r in rows])
+    for key, group in keyed.groupby("_series", sort=False):
+        yield key, group.drop(columns="_series"), machine_of(group.iloc[0])

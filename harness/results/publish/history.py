@@ -1,5 +1,6 @@
-"""A results site's history: runs split into series (same work, device and machine), commits in order,
-each commit judged against the one before it as ``compare`` judges."""
+"""A results site's history: runs split into series (same work, device and machine; see ``series.py``),
+commits in order (a run without one at its start time), each commit judged against the one before it as
+``compare`` judges, and each series' change points (``regressions.py``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from ...errors import UsageError
 from ..compare import PairResult, Settings, judge_pair
 from ..regressions import Change, series_changes
 from ..regressions import Settings as ChangeSettings
-from ..series import MACHINE_FIELDS, has_commit, machine_of, present, series_key, slot_label, slot_runs, workload_of
+from ..series import (
+    MACHINE_FIELDS,
+    by_series,
+    has_commit,
+    machine_of,
+    present,
+    series_key,
+    slot_label,
+    slot_runs,
+    workload_of,
+)
 
 __all__ = ["MACHINE_FIELDS", "CommitResult", "History", "Series", "build_history", "machine_of", "series_key",
            "workload_of"]  # fmt: skip
@@ -136,12 +147,8 @@ def build_history(runs: pd.DataFrame, settings: Settings | None = None, notes: S
     if not (slotted.runs["status"] == "ok").any():
         raise UsageError("no run finished ok: nothing to publish")
     position = {slot: i for i, slot in enumerate(slotted.order)}
-    runs = slotted.runs
-    rows = runs.to_dict("records")
-    runs = runs.assign(_series=[series_key(r) for r in rows], _machine=[machine_of(r) for r in rows])
-
     series, unfinished = [], 0
-    for key, group in runs.groupby("_series", sort=False):
+    for key, group, machine in by_series(slotted.runs):
         if not (group["status"] == "ok").any():
             unfinished += 1  # nothing to draw: no run of this series ever finished
             continue
@@ -154,12 +161,11 @@ def build_history(runs: pd.DataFrame, settings: Settings | None = None, notes: S
                 result.versus_previous = judge_pair(pair_key, commits[-1].runs, result.runs, settings)
             commits.append(result)
         changes = series_changes(group, position, change_settings)
-        series.append(Series(key, _slug(pair_key[:2], key), *pair_key, str(first["_machine"]), group, commits,
-                             changes))  # fmt: skip
+        series.append(Series(key, _slug(pair_key[:2], key), *pair_key, machine, group, commits, changes))
     if unfinished:
         notes.append(f"left out {unfinished} workload(s) none of whose runs finished ok")
     series.sort(key=lambda s: (s.recipe, s.device, s.variant, s.machine, s.key))
-    return History(series, slotted.order, len(runs), notes, settings, change_settings, slotted.first_run)
+    return History(series, slotted.order, len(slotted.runs), notes, settings, change_settings, slotted.first_run)
 
 
 def _slug(words: Iterable[str], key: tuple[str, ...]) -> str:
