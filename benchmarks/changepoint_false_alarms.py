@@ -4,7 +4,7 @@ The t-test judges the split E-Divisive found most different, and its p-value doe
 choice (Otava's does not either): the longer the history, the more places the split could have been, and
 the more often a flat history gets a change point at the same level. This script counts, for each length
 (``--lengths`` commits of ``--runs`` runs), the flat histories in which ``detect`` finds any change point,
-with each of ``--methods`` at its default level, from the same noise as ``changepoint_accuracy.py`` (its
+with each of ``--methods`` at ``--alpha``, from the same noise as ``changepoint_accuracy.py`` (its
 ``--noise-json`` files and its "invocations" and "normal" noise models):
 
     python benchmarks/changepoint_false_alarms.py --noise-json benchmarks/changepoint_noise/epyc-quiet-10.json
@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per commit [3]")
     parser.add_argument("--series", type=int, default=400, help="flat histories per length [400]")
     parser.add_argument("--methods", default="t", help=f"detect's methods, comma-separated, of {METHODS} [t]")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help=f"significance level [{ALPHA}]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic histories [0]")
     args = parser.parse_args(argv)
     args.methods = args.methods.split(",")
@@ -57,11 +58,11 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.series):
             values = history(np.ones(commits), args.runs, noise, args.noise_model, rng)
             for method in args.methods:
-                flagged[method] += bool(detect(values, groups, method=method))  # type: ignore[arg-type]
+                flagged[method] += bool(detect(values, groups, method=method, alpha=args.alpha))  # type: ignore[arg-type]
         rows.append({"commits": commits, **{f"{m}: with a change point": f"{n} / {args.series} ({n / args.series:.1%})"
                                             for m, n in flagged.items()}})  # fmt: skip
-    print(f"flat histories with a change point: detect at its defaults (level {ALPHA}, at least {MIN_SEGMENT} "
-          f"commits a side), {args.runs} runs a commit, noise {args.noise_json.name} drawn as "
+    print(f"flat histories with a change point: detect at level {args.alpha}, at least {MIN_SEGMENT} commits "
+          f"a side, {args.runs} runs a commit, noise {args.noise_json.name} drawn as "
           f"'{args.noise_model}', seed {args.seed}")  # fmt: skip
     print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
