@@ -9,16 +9,23 @@ import-linter, see pyproject.toml):
   and ``pytest_plugin`` (fixtures for plugin authors) just under it.
 - ``execution``: a plan of runs (``plan``) and its backends: in this process (``inprocess``, with
   ``lockstep`` for a reference run), data-parallel ranks (``torchrun``), a suite's (``suite``, ``local``),
-  a Ray cluster (``ray_cluster``, ``ray_worker``), two installs taking turns (``ab``, ``ab_side``).
+  a Ray cluster (``ray_cluster``, ``ray_worker``), two installs taking turns (``ab``, ``ab_side``); a command's
+  experiment trackers (``tracking``: ``--track``).
 - ``training``: one run, from its ``config`` to its record: ``session`` (start, run, finish), ``setup``,
   ``step``, ``loop``, ``state`` (the record builder), ``data``, ``batches``, ``devices``, ``variants``,
   ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``.
 - ``results``: the record's ``schema`` (``typed`` derives checks from it), ``store`` (files), ``workload``,
   ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``,
-  ``series`` (which runs form one history), ``changepoints`` (with ``edivisive``, ``tdist``), ``regressions``.
+  ``series`` (which runs form one history), ``changepoints`` (with ``edivisive``, ``tdist``), ``regressions``;
+  accuracy across seeds in ``accuracy_stats`` (with ``student_t``), ``report_accuracy``, ``compare_accuracy``
+  (and ``compare_accuracy_render``), and ``time_power`` (the slowdown the time gate can detect).
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
   ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
 - under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
+
+Evaluations after training (``run --evaluate``) cross the layers: their public types in ``hooks.evaluations``,
+running them in ``training.evaluations`` (their arrays kept by ``training.array_cache``), reading them back in
+``results.evaluations``, ``results.plot_evaluations`` and ``results.publish.evaluations``.
 """
 
 from importlib import import_module
@@ -26,6 +33,7 @@ from importlib import import_module
 from .errors import DataError, PluginError, UsageError
 from .hooks.commands import Command
 from .hooks.components import Dataset, DataSource, Recipe, Transform
+from .hooks.evaluations import Evaluation, EvaluationInput, EvaluationOutput
 from .hooks.events import EpochResult, RunInfo, TrainProgress
 from .hooks.specs import hookimpl
 from .results.schema import RunRecord
@@ -65,6 +73,9 @@ __all__ = [
     "DataSource",
     "Dataset",
     "EpochResult",
+    "Evaluation",
+    "EvaluationInput",
+    "EvaluationOutput",
     "PluginError",
     "Recipe",
     "RunInfo",

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 from .cache import default_cache_dir
 from .console import Console
 from .errors import RunFailed, UsageError
-from .execution import torchrun
+from .execution import torchrun, tracking
 from .execution.inprocess import InProcess
 from .execution.plan import Execution, Written, execute
-from .execution.request import RunRequest, preflight, seeds_from
+from .execution.request import RunRequest, preflight, results_folder, seeds_from
 from .hooks.components import SWAPPABLE_KINDS, DataSource
+from .hooks.evaluations import evaluation_names
 from .hooks.manager import register_inline
 from .results.schema import RunRecord
 from .results.store import read_record
@@ -88,6 +89,11 @@ class RunOptions:
     nproc: int | None = None
     dist_timeout: float | None = None
     plugins: Sequence[str] = ()  # -p: module.path, path/to/file.py or no:NAME
+    # Experiment trackers (--track NAME[=ARGUMENT], see execution/tracking.py): ["mlflow", "tensorboard=runs"].
+    track: Sequence[str] = ()
+    mlflow_experiment: str | None = None  # --mlflow-experiment: the experiment of the mlflow tracker
+    # Evaluations after training: "corruptions,calibration" or a list; "none" for none; None: the recipe's.
+    evaluate: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "limit_train", "limit_test", "repeats", "threads", "nproc"):
@@ -99,6 +105,8 @@ class RunOptions:
         for seed in (self.seed, *(self.seeds or ())):
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
                 raise UsageError(f"a seed must be a whole number between 0 and 2**63-1, got {seed!r}")
+        if self.seeds is not None and (self.repeats != 1 or not len(self.seeds)):  # seeds name every run
+            raise UsageError(f"seeds lists every run (got {len(self.seeds)}): leave repeats out, or give seeds")
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> RunOptions:
@@ -131,6 +139,7 @@ class RunOptions:
             retune=self.retune,
             threads=self.threads,
             processes=self.nproc or 1,
+            evaluations=evaluation_names(self.evaluate),
         )  # fmt: skip
         seeds = tuple(self.seeds) if self.seeds is not None else seeds_from(self.seed, self.repeats)
         return RunRequest(base, self.device, seeds, self.reference, self.interleave, self.epochs, self.results_dir)
@@ -161,13 +170,16 @@ def run_request(recipe: str, options: RunOptions, *, world: World = SINGLE, writ
     """
     request = options.request(recipe)
     plan = request.plan(across_processes=world.distributed)
-    preflight(request, writes=world.main)
-    session = Session.load(options.plugins)
-    if not world.main:
-        plan = replace(plan, results_dir=None)  # rank 0 writes for every rank
-    if console is not None:
-        register_inline(session.plugins, console, "console")
-    return execute(plan, InProcess(session, world), session, written=written)
+    preflight(request)
+    track = tracking.parse(options.track, options.mlflow_experiment)
+    with results_folder(request.results_dir, writes=world.main):
+        session = Session.load(options.plugins)
+        if not world.main:
+            plan = replace(plan, results_dir=None)  # rank 0 writes for every rank
+        with tracking.Trackers.start(session, track, world):  # closed after the last run, however it ended
+            if console is not None:
+                register_inline(session.plugins, console, "console")
+            return execute(plan, InProcess(session, world), session, written=written)
 
 
 def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tuple[Execution, int]:
@@ -189,16 +201,19 @@ def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tupl
             f"--nproc {options.nproc} needs {options.nproc} GPUs; this machine has {torch.cuda.device_count()}"
         )
     preflight(request)
-    session = Session.load(options.plugins)  # a broken plugin is refused before torchrun starts
-    for planned in plan.runs:
-        for config in (planned.config, *([planned.reference] if planned.reference else [])):
-            check(config, session.registry.recipe(config.recipe))
-    with tempfile.TemporaryDirectory(prefix="cifar-bench-launch-") as folder:
+    track = tracking.parse(options.track, options.mlflow_experiment)
+    with results_folder(request.results_dir), tempfile.TemporaryDirectory(prefix="cifar-bench-launch-") as folder:
+        session = Session.load(options.plugins)  # a broken plugin is refused before torchrun starts
+        tracking.check(session.registry, track)  # and an unknown tracker: rank 0 makes them, this process never
+        for planned in plan.runs:
+            for config in (planned.config, *([planned.reference] if planned.reference else [])):
+                check(config, session.registry.recipe(config.recipe))
         manifest = Path(folder) / "written.json"
         if plan.results_dir is None:  # nothing to keep: rank 0 writes here, and the records are read back
             plan = replace(plan, results_dir=Path(folder))
         settings = torchrun.payload(plan, options.plugins, autoload=None, quiet=options.quiet,
-                                    timeout_s=options.dist_timeout, traceback=traceback, manifest=manifest)  # fmt: skip
+                                    timeout_s=options.dist_timeout, traceback=traceback, manifest=manifest,
+                                    track=[spec.text for spec in track])  # fmt: skip
         code, error = torchrun.launch(settings, options.nproc)
         if error:
             raise (UsageError if code == UsageError.exit_code else RunFailed)(error)
@@ -222,7 +237,8 @@ def compare(baseline: str | Path | pd.DataFrame, current: str | Path | pd.DataFr
     """Judge ``current`` against ``baseline`` (record folders or files, or frames from :func:`load_runs`).
 
     ``thresholds`` are ``compare``'s options: ``max_slowdown`` (a fraction, 0.10), ``max_accuracy_drop``
-    (points), ``alpha``, ``metric``, ``ratio``, ``paired`` (None: used when the records allow). Returns the
+    (points, 0.5), ``alpha``, ``metric``, ``ratio``, ``paired`` (None: used when the records allow),
+    ``target_acc`` and ``detect`` (points). Returns the
     :class:`~cifar_bench.results.compare.Comparison`: its ``pairs`` each with a verdict, reasons and the
     statistics behind them, ``regressions``, ``warnings`` and ``notes``.
     """

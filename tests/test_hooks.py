@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 
 import pytest
 import torch
 
-from cifar_bench import Recipe, Transform, hookimpl, main
+from cifar_bench import Evaluation, EvaluationOutput, Recipe, Transform, hookimpl, main
 from cifar_bench.hooks import manager
 from cifar_bench.hooks.registry import collect
 from cifar_bench.plugins.datasets import make_synthetic
@@ -196,6 +197,46 @@ def test_hook_register_recipes(run):
     assert (hp["lr"], hp["label_smoothing"], hp["batch_size"], hp["epochs"]) == (0.002, 0.3, BATCH, 1)
 
 
+def test_hook_register_evaluations(run):
+    """An evaluation gets the trained model in eval mode and the run's test split, and its result is recorded."""
+
+    class Probe:
+        def __init__(self) -> None:
+            self.seen: dict = {}
+
+        def evaluate(self, data):
+            logits = data.logits(data.images)
+            self.seen.update(training=data.model.training, shape=tuple(data.images.shape), dtype=data.images.dtype,
+                             indices=data.indices.tolist(), logits=tuple(logits.shape), seed=data.seed,
+                             accuracy=data.test_accuracy, batch=data.hyperparameters["eval_batch_size"])  # fmt: skip
+            agreed = (logits.argmax(1) == data.labels).double().mean().item()
+            return EvaluationOutput(metrics={"accuracy": agreed}, tables={"t": {"row": {"col": 1}}}, details={"k": "v"})
+
+        @hookimpl
+        def register_evaluations(self, register):
+            register(
+                "probe_eval", lambda hp: Evaluation(self.evaluate, settings={"probe_size": hp.get("probe_size", 3)})
+            )
+
+    probe = Probe()
+    record = run(probe, evaluations=("probe_eval",), hyperparameters={"probe_size": 5})
+    assert probe.seen["training"] is False  # the harness put the model in eval mode
+    assert (probe.seen["shape"], probe.seen["dtype"], probe.seen["logits"]) == (
+        (TEST, 3, 32, 32),
+        torch.uint8,
+        (TEST, 10),
+    )
+    assert len(probe.seen["indices"]) == TEST and probe.seen["seed"] == 0 and probe.seen["batch"] == 1000
+    result = record.evaluations["probe_eval"]
+    assert (result.plugin, result.settings, result.details) == ("probe", {"probe_size": 5}, {"k": "v"})
+    # The run's own accuracy, from the same model and images: logits() computes what the final evaluation did.
+    assert result.metrics == {"accuracy": pytest.approx(record.metrics.test_accuracy)}
+    assert probe.seen["accuracy"] == pytest.approx(record.metrics.test_accuracy)
+    assert result.tables == {"t": {"row": {"col": 1.0}}}
+    assert record.timings.evaluation_s == result.seconds > 0
+    assert record.workload.evaluations == {"probe_eval": {"plugin": "probe", "settings": {"probe_size": 5}}}
+
+
 # -- lifecycle hooks ---------------------------------------------------------------------------
 
 
@@ -306,3 +347,37 @@ def test_hook_register_commands(tmp_path, capsys, monkeypatch):
     )
     assert main(["-p", str(clash), "plugins"]) == 0  # the other commands still work
     assert "command 'report' is registered by both plugin 'commands' and plugin 'clash'" in capsys.readouterr().err
+
+
+def test_hook_register_trackers(tmp_path, capsys, monkeypatch):
+    """A plugin's tracker is listed, made once per command with its argument, told of the run, then closed."""
+    monkeypatch.setenv(manager.AUTOLOAD_ENV, "1")
+    plugin = tmp_path / "trackers_plugin.py"
+    plugin.write_text(
+        "from cifar_bench import hookimpl\n"
+        "seen = []\n"
+        "class Probe:\n"
+        "    def __init__(self, argument):\n"
+        "        seen.append(('made', argument))\n"
+        "    def run_start(self, run):\n"
+        "        seen.append(('run_start', run.run_id))\n"
+        "    def run_end(self, run, record):\n"
+        "        seen.append(('run_end', record.run_id, record.status))\n"
+        "    def close(self):\n"
+        "        seen.append(('close',))\n"
+        "@hookimpl\n"
+        "def register_trackers(register):\n"
+        "    register('probe', Probe, 'writes down what it is told')\n"
+    )
+    assert main(["-p", str(plugin), "list"]) == 0
+    assert "probe" in capsys.readouterr().out
+    results = tmp_path / "results"
+    argv = ["run", "baseline", "--dataset", "synthetic", "--limit-train", str(TRAIN), "--limit-test", str(TEST),
+            "--epochs", "1", "--threads", "1", "--quiet", "--results-dir", str(results)]  # fmt: skip
+    assert main(["-p", str(plugin), *argv, "--track", "probe=here"]) == 0
+    (written,) = results.glob("*.json")
+    run_id = json.loads(written.read_text())["run_id"]
+    seen = sys.modules["cifar_bench_local_trackers_plugin"].seen
+    assert seen == [("made", "here"), ("run_start", run_id), ("run_end", run_id, "ok"), ("close",)]
+    assert main(["-p", str(plugin), *argv, "--track", "prob"]) == 2  # a name no plugin registers
+    assert "unknown tracker 'prob': did you mean 'probe'?" in capsys.readouterr().err

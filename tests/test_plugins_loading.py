@@ -50,7 +50,7 @@ def install_fake_distribution(site: Path, dist: str, version: str, entry_points:
 def block_other_entry_points(keep: set[str]) -> list[str]:
     """-p no:NAME for every installed entry point but ``keep``, so that no dev-machine plugin counts."""
     names = {ep.name for ep in importlib.metadata.entry_points(group=manager.ENTRY_POINT_GROUP)}
-    return [f"-p=no:{name}" for name in sorted(names - keep - set(manager.DEFAULT_PLUGINS))]
+    return [f"-pno:{name}" for name in sorted(names - keep - set(manager.DEFAULT_PLUGINS))]
 
 
 def plugins_json(capsys, *args: str) -> dict[str, dict]:

@@ -202,6 +202,22 @@ def test_keys_are_stable_and_name_what_a_run_computes(tmp_path):
     assert len(doubled.runs) == 3 and doubled.duplicates == 1
 
 
+def test_a_suite_entry_can_ask_for_every_variant_the_command_line_can(run_cli, tmp_path):
+    """Every field of a variant, CUDA graphs and deterministic algorithms included; the old keys keep their keys."""
+    variants = "variants = [{}, { cuda_graph = true }, { deterministic = true, loader = 'dataloader' }]"
+    suite = load(write(tmp_path, SMOKE + f'[[runs]]\nrecipes = "baseline"\n{variants}\n'))
+    configs = [run.config().variant for run in suite.runs]
+    assert [v.cuda_graph for v in configs] == [False, True, False]
+    assert configs[2].deterministic and configs[2].loader == "dataloader"
+    assert suite.runs[0].key == load(write(tmp_path, THREE_RUNS, "old.toml")).runs[0].key  # {} keys as before
+    graphs = write(tmp_path, SMOKE + '[[runs]]\nrecipes = "baseline"\nvariants = { cuda_graph = true }\n', "g.toml")
+    result = run_cli("suite", graphs, "--results-dir", tmp_path / "r")
+    assert result.code == 0, result
+    (record,) = records(tmp_path / "r")
+    assert record["status"] == "skipped" and record["cuda_graph"] is True  # on this CPU: skipped, with the reason
+    assert "CUDA graphs need a CUDA device" in record["error"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -211,6 +227,8 @@ def test_keys_are_stable_and_name_what_a_run_computes(tmp_path):
         ("[[runs]]\nrecipes = 'baseline'\nnproc = 0", "nproc must be a whole number of at least 1"),
         ("[[runs]]\nrecipes = 'baseline'\nnproc = 2\nbatch_size = 7", "must divide evenly among 2"),
         ("[[runs]]\nrecipes = 'baseline'\nvariants = [{ precision = 'fp8' }]", "precision must be one of"),
+        ("[[runs]]\nrecipes = 'baseline'\nvariants = [{ cuda_graphs = true }]", "did you mean 'cuda_graph'"),
+        ("[[runs]]\nrecipes = 'baseline'\nvariants = [{ cuda_graph = 1 }]", "cuda_graph must be true or false"),
         ("[defaults]\nepochs = 1", "needs at least one [[runs]] table"),
         ("[[runs]]\nepochs = 1", "needs recipes"),
         ("[[runs]]\nrecipes = 'baseline'\ncomponents = { modle = 'net' }", "did you mean 'model'?"),

@@ -62,6 +62,7 @@ def cmd_side(args: argparse.Namespace) -> int:
     from ..execution import ab_side
     from ..execution.ab_protocol import Channel
     from ..execution.request import preflight
+    from ..results.store import prepare_results_dir
     from ..training.session import Session
     from . import run
     from .cli import build_parser
@@ -73,7 +74,9 @@ def cmd_side(args: argparse.Namespace) -> int:
         run_args.plugins_global = [*args.plugins_global, *run_args.plugins_global]  # '-p' before 'ab-side'
         if run_args.command != "run":
             raise UsageError("ab-side runs 'run RECIPE [flags]'")
-        for flag, value in (("--reference", run_args.reference), ("--nproc", run_args.nproc)):
+        tracked = [("--track", run_args.track or None), ("--mlflow-experiment", run_args.mlflow_experiment)]
+        refused = [("--reference", run_args.reference), ("--nproc", run_args.nproc), *tracked]
+        for flag, value in refused:
             if value is not None:
                 raise UsageError(f"ab takes turns between two installs: {flag} cannot be used with it")
         options = run.options(run_args)
@@ -82,7 +85,8 @@ def cmd_side(args: argparse.Namespace) -> int:
             raise UsageError(f"ab runs on one device, got {run_args.device}")
         if run_args.threads is not None:
             torch.set_num_threads(run_args.threads)
-        preflight(request)  # the results folder, seeds, devices: before anything trains
+        preflight(request)  # hyperparameter names, devices: before anything trains
+        prepare_results_dir(request.results_dir)  # a folder that cannot take the records, too
         session = Session.load(options.plugins)
     except UsageError as exc:
         channel.send("error", message=one_line(exc), code=exc.exit_code)

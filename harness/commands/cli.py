@@ -66,7 +66,7 @@ def early_plugins(argv: Sequence[str]) -> list[str]:
         if arg == "-p" and i + 1 < len(args):
             found.append(args[i + 1])
         elif arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
-            found.append(arg[2:])
+            found.append(arg[2:])  # -pX, as argparse reads it
     return found
 
 

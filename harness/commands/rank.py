@@ -22,6 +22,7 @@ def run_plan(settings: dict[str, Any]) -> int:
     from ..execution import torchrun
     from ..execution.inprocess import InProcess
     from ..execution.plan import Plan, execute
+    from ..execution.tracking import Trackers, parse
     from ..files import write_json_atomic
     from ..hooks.manager import register_inline
     from ..training.session import Session
@@ -32,6 +33,7 @@ def run_plan(settings: dict[str, Any]) -> int:
 
     def work(world) -> int:
         session = Session.load(settings["plugins"], autoload=settings["autoload"])
+        trackers = Trackers.start(session, parse(settings.get("track", [])), world)  # rank 0's only
         register_inline(session.plugins, Console(progress=not settings["quiet"] and world.main), "console")
         written: list[str] = []
 
@@ -44,7 +46,10 @@ def run_plan(settings: dict[str, Any]) -> int:
                     print(f"record: {path}")
 
         own = plan if world.main else Plan(plan.runs, None, plan.skip_absent_device, plan.keep_going)
-        return report(execute(own, InProcess(session, world), session, written=note))
+        try:
+            return report(execute(own, InProcess(session, world), session, written=note))
+        finally:
+            trackers.close()  # after the last run, however it ended
 
     return torchrun.as_rank(devices, settings["timeout_s"], work, traceback=settings["traceback"])
 

@@ -27,7 +27,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--batch-size", type=types.positive_int, help="override the recipe's batch size")
     run.add_argument("--set", dest="settings", type=types.key_value, action="append", default=[],
                      metavar="KEY=VALUE", help="override any hyperparameter, e.g. --set lr=0.01")  # fmt: skip
-    run.add_argument("--seed", type=types.seed, default=0, help="seed for weights, batch order and augmentation [0]")
+    run.add_argument("--seed", type=types.seed, help="seed for weights, batch order and augmentation [0]")
     run.add_argument("--dataset", help="override the recipe's dataset (e.g. synthetic)")
     run.add_argument("--data-dir", help="read an ImageFolder copy: DIR/train/<class>/*, DIR/test/<class>/*")
     run.add_argument("--data-root", default="./data", help="where torchvision downloads CIFAR-10 [./data]")
@@ -39,7 +39,10 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--no-cache", action="store_true", help="decode the data afresh and cache nothing")
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go [results/]")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no loss log")
-    run.add_argument("--repeats", type=types.positive_int, default=1, help="run N times with seeds SEED..SEED+N-1 [1]")
+    run.add_argument("--repeats", type=types.positive_int, help="run N times with seeds SEED..SEED+N-1 [1]")
+    run.add_argument("--seeds", type=types.seed_list, metavar="LIST",
+                     help="run once per seed: a range 0-9, a list 0,2,5 or both (0-4,10); instead of --seed and "
+                          "--repeats")  # fmt: skip
     run.add_argument(
         "--threads", type=types.threads, help="CPU threads for torch (recorded) [tuned: see --no-cpu-tune]"
     )
@@ -68,14 +71,25 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
     run.add_argument("--dist-timeout", type=types.positive_seconds, metavar="S",
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
+    types.tracking_flags(run)
+    run.add_argument("--evaluate", metavar="NAME,...",
+                     help="evaluations after training, e.g. corruptions,calibration (see 'cifar-bench list'); "
+                          "none for none [the recipe's]")  # fmt: skip
 
 
 def options(args: argparse.Namespace) -> RunOptions:
     """The flags as the Python API's options (the same names, with underscores)."""
     from ..api import RunOptions
 
+    if args.seeds is not None:  # one way of naming the seeds at a time
+        from ..errors import UsageError
+
+        given = [flag for flag, value in (("--seed", args.seed), ("--repeats", args.repeats)) if value is not None]
+        if given:
+            raise UsageError(f"--seeds lists every seed to run: drop {' and '.join(given)}")
     return RunOptions(
-        device=args.device, seed=args.seed, repeats=args.repeats, epochs=args.epochs, batch_size=args.batch_size,
+        device=args.device, seed=args.seed or 0, repeats=args.repeats or 1, seeds=args.seeds, epochs=args.epochs,
+        batch_size=args.batch_size,
         set=dict(args.settings), dataset=args.dataset, data_dir=args.data_dir, data_root=args.data_root,
         limit_train=args.limit_train, limit_test=args.limit_test, loader=args.loader, precision=args.precision,
         channels_last=args.channels_last, compile=args.compile, cuda_graph=args.cuda_graph,
@@ -84,6 +98,8 @@ def options(args: argparse.Namespace) -> RunOptions:
         retune=args.retune, target_acc=args.target_acc, stop_at_target=args.stop_at_target,
         reference=args.reference, interleave=args.interleave, nproc=args.nproc, dist_timeout=args.dist_timeout,
         plugins=[*args.plugins_global, *args.plugins_sub], **{kind: getattr(args, kind) for kind in SWAPPABLE_KINDS},
+        track=args.track, mlflow_experiment=args.mlflow_experiment,
+        evaluate=args.evaluate,
     )  # fmt: skip
 
 

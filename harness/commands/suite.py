@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, warn
-from .arguments import non_negative_int
+from .arguments import non_negative_int, tracking_flags
 
 #: Where a suite's runs run: ``local`` on this machine; ``ray`` as tasks on a Ray cluster.
 EXECUTORS = ("local", "ray")
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "[RAY_ADDRESS, else a Ray instance started for this suite]")  # fmt: skip
     parser.add_argument("--max-retries", type=non_negative_int, metavar="N",
                         help="with --executor ray: runs again a run whose worker died, up to N times [1]")  # fmt: skip
+    tracking_flags(parser)  # --track and --mlflow-experiment: given, they replace the file's track
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
@@ -38,7 +39,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise UsageError("--address and --max-retries are for --executor ray: add it, or drop them")
     suite = suites.load(args.file)
     session = Session.load([*args.plugins_global, *args.plugins_sub])
-    suites.validate(suite, session.registry)
+    suites.validate(suite, session)
+    track = _track(args, suite, session)
     results_dir = args.results_dir or suite.results_dir or Path("results")
     labels = suites.settings_labels(suite.runs)
     keys = [run.key for run in suite.runs]
@@ -56,7 +58,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         ray_cluster.check([run.config() for run in todo])
     prepare_results_dir(results_dir)  # a folder that cannot take records is refused before the first run
     start = time.perf_counter()
-    interrupted = _execute(args, suite, labels, todo, session, results_dir)
+    interrupted = _execute(args, suite, labels, todo, session, results_dir, track)
     after = suites.records_by_key(results_dir, set(keys))
     table = [(suites.shown(after[key]), label) for key, label in zip(keys, labels, strict=True) if key in after]
     print(f"suite {suite.name}: {sum(suites.done(after.get(k, [])) for k in keys)} of {len(keys)} runs ok, "
@@ -71,8 +73,25 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 1 if any(record.get("status") in ("failed", "diverged") for record, _ in table) else 0
 
 
-def _execute(args, suite, labels, todo, session, results_dir: Path) -> bool:
-    """The suite's runs still to make, with the chosen executor; True when Ctrl-C stopped them."""
+def _track(args, suite, session) -> list:
+    """The trackers asked for: the command line's ``--track``, else the file's; an unknown one is exit code 2."""
+    from ..execution import tracking
+
+    experiment = args.mlflow_experiment or (None if args.track else suite.mlflow_experiment)
+    track = tracking.parse(args.track or suite.track, experiment)
+    tracking.check(session.registry, track)
+    return track
+
+
+def _execute(args, suite, labels, todo, session, results_dir: Path, track) -> bool:
+    """The suite's runs still to make, with the chosen executor and trackers; True when Ctrl-C stopped them."""
+    from ..execution.tracking import Trackers
+
+    with Trackers.start(session, track) as trackers:  # closed after the last run, however the suite ends
+        return _run_plan(args, suite, labels, todo, session, results_dir, trackers)
+
+
+def _run_plan(args, suite, labels, todo, session, results_dir: Path, trackers) -> bool:
     import os
 
     from ..console import Console
@@ -97,20 +116,22 @@ def _execute(args, suite, labels, todo, session, results_dir: Path) -> bool:
         try:
             backend = ray_cluster.RayCluster(ray, session, plugins, autoload=autoload, retries=retries,
                                              name=lambda planned: names[planned.config.suite_key])  # fmt: skip
-            return execute(plan, backend, session, written=_record_line(args.quiet)).interrupted
+            return execute(plan, backend, session, written=_record_line(args.quiet, trackers)).interrupted
         finally:
             if started:
                 ray.shutdown()
     register_inline(session.plugins, Console(progress=not args.quiet), "console")
     progress = _Progress(suite.runs, todo, names)
     backend = Local(InProcess(session), Torchrun(session, plugins, autoload=autoload), announce=progress.announce)
-    done = execute(plan, backend, session, written=_record_line(False))
+    done = execute(plan, backend, session, written=_record_line(False, trackers))
     progress.finish()
     return done.interrupted
 
 
-def _record_line(quiet: bool):
+def _record_line(quiet: bool, trackers=None):
     def written(result, path) -> None:
+        if trackers is not None:
+            trackers.tell(result)  # a data-parallel run's record, finished by its rank 0: the trackers were not told
         if not quiet:
             print(f"record: {path}")
 

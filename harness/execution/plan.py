@@ -101,10 +101,12 @@ class Execution:
     records: list[RunRecord] = field(default_factory=list)
     paths: list[Path | None] = field(default_factory=list)
     interrupted: bool = False
+    problems: list[str] = field(default_factory=list)  # plugins that failed in run_end, one line each
 
     @property
     def failed(self) -> bool:
-        return any(r.status in ("failed", "diverged") for r in self.records)
+        """A run failed or diverged, or a plugin failed while told of a finished run: the command exits 1."""
+        return bool(self.problems) or any(r.status in ("failed", "diverged") for r in self.records)
 
 
 #: Called with a run's result before it is stored (to complete it), and after, with the file it went to.
@@ -119,15 +121,17 @@ def execute(plan: Plan, backend: Backend, session: Session, *, complete: Complet
     for outcome in backend.outcomes(plan):
         paths = outcome.written or [None] * len(outcome.results)
         for result, path in zip(outcome.results, paths, strict=True):
-            if path is None:
+            if path is None:  # finished here (a backend that wrote it already says where)
                 if complete is not None:
                     complete(result)
-                path = session.finish(result, plan.results_dir)
+                stored = session.finish(result, plan.results_dir)
+                path, done.interrupted = stored.path, done.interrupted or stored.interrupted
+                done.problems += [stored.problem] if stored.problem else []
             done.records.append(result.record)
             done.paths.append(path)
             if written is not None:
                 written(result, path)
-        if outcome.interrupted:
+        if outcome.interrupted or done.interrupted:
             done.interrupted = True
             break
     return done

@@ -7,10 +7,13 @@ devices), and :meth:`RunRequest.plan` lays out the runs in order.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import PluginError, UsageError
 from ..results.store import prepare_results_dir
 from ..training.config import MAX_SEED, RunConfig
 from ..training.devices import parse_devices, unavailable_reason
@@ -68,14 +71,11 @@ def seeds_from(seed: int, repeats: int) -> tuple[int, ...]:
     return tuple(range(seed, seed + repeats))
 
 
-def preflight(request: RunRequest, *, writes: bool = True) -> None:
-    """What a run can check before any training: the results folder, the hyperparameters, the devices.
+def preflight(request: RunRequest) -> None:
+    """What a run can check before anything is loaded: its hyperparameters' names, its devices.
 
-    Each failure is bad input (exit 2) now rather than a lost or empty run later. ``writes``: this process
-    writes the records (a data-parallel rank other than 0 does not).
+    Each failure is bad input (exit 2) now rather than a lost or empty run later.
     """
-    if writes and request.results_dir is not None:
-        prepare_results_dir(request.results_dir)
     if "num_classes" in request.base.hyperparameters:
         raise UsageError("num_classes comes from the dataset's classes: drop --set num_classes")
     if request.devices.strip() != "all":  # 'all' means whatever is here
@@ -83,3 +83,23 @@ def preflight(request: RunRequest, *, writes: bool = True) -> None:
         if all(reasons.values()):
             why = "; ".join(f"{device}: {reason}" for device, reason in reasons.items())
             raise UsageError(f"no requested device is available ({why}): use --device cpu, or --device all")
+
+
+@contextmanager
+def results_folder(folder: Path | None, *, writes: bool = True) -> Iterator[None]:
+    """Prove ``folder`` can take records before anything trains (exit 2 if not), for the time of the runs.
+
+    A command refused as bad input meanwhile (a typo found at set-up, say) leaves no empty folder of its
+    own making behind. ``writes``: this process writes the records (a data-parallel rank other than 0 does
+    not).
+    """
+    made = writes and folder is not None and not folder.exists()
+    if writes and folder is not None:
+        prepare_results_dir(folder)
+    try:
+        yield
+    except (UsageError, PluginError):
+        if made:
+            with contextlib.suppress(OSError):  # not empty (a record was written), or gone: left as it is
+                folder.rmdir()
+        raise

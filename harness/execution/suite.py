@@ -5,6 +5,7 @@ variants x seeds, and ``[defaults]`` holds what the groups share::
 
     name = "cpu-sweep"              # optional, shown in the output
     results_dir = "results/sweep"   # optional, relative to this file; --results-dir wins
+    track = ["mlflow"]              # optional: experiment trackers, as run's --track; --track wins
 
     [defaults]                      # every key a [[runs]] entry can have; the entry's own win
     seeds = [0, 1, 2]
@@ -50,11 +51,15 @@ from typing import Any
 from ..cache import default_cache_dir
 from ..errors import UsageError, unknown_name
 from ..hooks.components import SWAPPABLE_KINDS, DataSource
+from ..hooks.evaluations import evaluation_names
 from ..results.store import RecordError, read_record
 from ..results.variant import LOADERS, PRECISIONS, Variant
+from ..training import evaluations
 from ..training.config import RunConfig
 from ..training.devices import parse_devices
 from ..training.hyperparameters import check
+from ..training.session import Session
+from ..training.setup import check_reads
 from ..training.world import backend_for
 from .plan import Plan, PlannedRun
 
@@ -63,7 +68,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-TOP_KEYS = ("name", "results_dir", "defaults", "runs")
+TOP_KEYS = ("name", "results_dir", "defaults", "runs", "track", "mlflow_experiment")
 
 #: What each variant table may set, with its default: every field of a variant, as ``run``'s flags can.
 VARIANT_KEYS: dict[str, Any] = Variant().to_dict()
@@ -82,7 +87,7 @@ BOOLS = ("stop_at_target", "deterministic", "no_cache")
 NUMBERS = ("target_acc",)
 OPTIONS = (*POSITIVE_INTS, *STRINGS, *BOOLS, *NUMBERS)
 PATHS = ("data_dir", "data_root")  # relative to the suite file
-RUN_KEYS = (*CROSSED, *OPTIONS, "set", "components")
+RUN_KEYS = (*CROSSED, *OPTIONS, "set", "components", "evaluate")  # evaluate: as run's --evaluate (a list or "a,b")
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,7 @@ class SuiteRun:
             repeat=self.repeat,
             processes=option("nproc", 1),
             suite_key=self.key,
+            evaluations=evaluation_names(option("evaluate")),
         )
 
 
@@ -160,6 +166,10 @@ class Suite:
     runs: list[SuiteRun]
     results_dir: Path | None  # from the file; None: the command's default
     duplicates: int = 0  # runs listed twice, run once
+    # Experiment trackers for the suite's runs, as run's --track and --mlflow-experiment (not in any suite key:
+    # where runs are logged changes nothing they compute, so a suite resumed with other trackers skips none).
+    track: list[str] = field(default_factory=list)
+    mlflow_experiment: str | None = None
 
 
 # -- reading the file -------------------------------------------------------------------
@@ -199,7 +209,20 @@ def load(path: Path) -> Suite:
             merged[table] = {**defaults.get(table, {}), **group.get(table, {})}
         runs.extend(_expand(merged, where, base))
     unique = list({run.key: run for run in reversed(runs)}.values())[::-1]  # the first of each key, in order
-    return Suite(Path(path), name, unique, base / results_dir if results_dir else None, len(runs) - len(unique))
+    track, experiment = _tracking(data, path)
+    return Suite(Path(path), name, unique, base / results_dir if results_dir else None, len(runs) - len(unique),
+                 track=track, mlflow_experiment=experiment)  # fmt: skip
+
+
+def _tracking(data: Mapping[str, Any], path: Path) -> tuple[list[str], str | None]:
+    """The file's ``track`` (a tracker, or a list of them) and ``mlflow_experiment``, checked for type."""
+    track = _listed(data.get("track", []))
+    if not all(isinstance(value, str) and value for value in track):
+        raise UsageError(f"{path}: track must be one or a list of trackers, e.g. track = ['mlflow', 'tensorboard=dir']")
+    experiment = data.get("mlflow_experiment")
+    if experiment is not None and not (isinstance(experiment, str) and experiment):
+        raise UsageError(f"{path}: mlflow_experiment must be a non-empty string")
+    return track, experiment
 
 
 def _known(table: Mapping[str, Any], known: Sequence[str], where: str) -> None:
@@ -237,6 +260,7 @@ def _check(table: Mapping[str, Any], where: str) -> None:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise UsageError(f"{where}: set.{name} must be a number, string, boolean or array") from None
+    evaluation_names(table.get("evaluate"), f"{where}: evaluate")  # the names are checked against the registry later
     components = table.get("components", {})
     if not isinstance(components, dict):
         raise UsageError(f"{where}: components must be a table, e.g. components = {{ model = 'resnet18' }}")
@@ -285,16 +309,24 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate(suite: Suite, registry) -> None:
-    """What can be known before anything runs: recipes, components, hyperparameters, data-parallel splits.
+def validate(suite: Suite, session: Session) -> None:
+    """What can be known before anything runs: recipes, components, hyperparameters (a ``set`` key no
+    component reads is refused), data-parallel splits.
 
     Resolves each run's hyperparameters on the way (kept for records of runs that cannot start).
     """
+    built: set[str] = set()  # the components of one recipe, overrides and set keys are built once
     for i, run in enumerate(suite.runs):
         try:
-            for kind, name in run.options.get("components", {}).items():
-                registry.get(kind, name)
-            hp = check(run.config(), registry.recipe(run.recipe))
+            config = run.config()
+            recipe = session.registry.recipe(run.recipe)
+            hp = check(config, recipe)
+            entries = session.components(recipe, config)
+            what = json.dumps([run.recipe, run.options.get("components", {}), run.options.get("set", {}),
+                               config.dataset, run.options.get("evaluate")], sort_keys=True, default=str)  # fmt: skip
+            if what not in built:  # the evaluations too: an unknown name is refused, their settings read
+                check_reads(entries, config, recipe, hp, evaluations.entries(session.registry, recipe, config))
+                built.add(what)
             if "nproc" in run.options:
                 backend_for(run.device)
         except UsageError as exc:

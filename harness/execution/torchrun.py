@@ -165,11 +165,15 @@ def as_rank(devices: Sequence[str], timeout_s: float | None, work: Callable[[Wor
 
 
 def payload(plan: Plan, plugins: Sequence[str], *, autoload: bool | None, quiet: bool, timeout_s: float | None,
-            traceback: bool = False, manifest: Path | None = None) -> dict[str, Any]:  # fmt: skip
-    """What the ranks of a launch read (see ``commands/rank.py``): the plan and how to run it."""
+            traceback: bool = False, manifest: Path | None = None,
+            track: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
+    """What the ranks of a launch read (see ``commands/rank.py``): the plan and how to run it.
+
+    ``track``: the ``--track`` values rank 0 makes its trackers from (``execution/tracking.py``).
+    """
     return {"plan": plan.to_dict(), "plugins": list(plugins), "autoload": autoload, "quiet": quiet,
             "timeout_s": timeout_s, "traceback": traceback,
-            "manifest": None if manifest is None else str(manifest)}  # fmt: skip
+            "manifest": None if manifest is None else str(manifest), "track": list(track)}  # fmt: skip
 
 
 class Torchrun:

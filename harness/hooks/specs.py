@@ -9,6 +9,8 @@ Two families:
 * **Command hook** (``register_commands``) is called once, when the
   command line is built: built-in commands are registered through it like
   any plugin's, so a plugin can add a subcommand of its own.
+* **Tracker hook** (``register_trackers``) is a component hook too: what it
+  registers makes observers on demand (``--track NAME``), one per command.
 * **Lifecycle hooks** (``run_start``, ``train_progress``, ``epoch_end``,
   ``run_end``) are called by the training loop at its edges, for observers
   (progress bars, loggers, result writers). They return nothing and must not
@@ -30,11 +32,13 @@ if TYPE_CHECKING:
     from .commands import Command
     from .components import (
         DatasetFactory,
+        EvaluationFactory,
         LossFactory,
         ModelFactory,
         OptimizerFactory,
         Recipe,
         SchedulerFactory,
+        TrackerFactory,
         TransformFactory,
     )
     from .events import EpochResult, RunInfo, TrainProgress
@@ -128,6 +132,23 @@ def register_recipes(register: Callable[[Recipe], None]) -> None:
     """
 
 
+@hookspec
+def register_evaluations(register: Callable[[str, EvaluationFactory, str], None]) -> None:
+    """Register evaluations: measurements of the trained model, made after the run's final evaluation.
+
+    :param register: call as ``register(name, factory, description="")``.
+        ``factory(hyperparameters) -> cifar_bench.Evaluation``, called in the
+        setup phase (before training: raise :class:`cifar_bench.UsageError`
+        for a bad setting). Its ``evaluate(data: EvaluationInput)`` gets the
+        trained model, the device and the run's test data, and returns an
+        :class:`cifar_bench.EvaluationOutput` (or a mapping of metric name to
+        number). A run chooses evaluations by name (``run --evaluate
+        NAME,...``, a suite's ``evaluate``, a recipe's ``evaluations``); each
+        is timed as its own phase and stored in the record under its name.
+    :return: nothing. Not firstresult: every plugin's evaluations are registered.
+    """
+
+
 # -- commands -------------------------------------------------------------------
 
 
@@ -143,6 +164,31 @@ def register_commands(register: Callable[[Command], None]) -> None:
         command, ``--version`` included, builds the command line.
     :return: nothing. Not firstresult: every plugin's commands are registered;
         two commands of one name are an error that names both plugins.
+    """
+
+
+# -- experiment trackers ----------------------------------------------------------
+
+
+@hookspec
+def register_trackers(register: Callable[[str, TrackerFactory, str], None]) -> None:
+    """Register experiment trackers, which ``--track NAME[=ARGUMENT]`` puts on a command's runs.
+
+    :param register: call as ``register(name, factory, description="")``.
+        ``factory(argument: str | None) -> tracker`` is called once per command
+        that asks for ``name`` (``argument``: what follows ``=``, else None),
+        in the process that finishes the records, before the first run. The
+        tracker is an object with any of the lifecycle hooks as methods
+        (``run_start(run)``, ``train_progress(run, progress)``,
+        ``epoch_end(run, epoch)``, ``run_end(run, record)``), and optionally
+        ``close()``, called once after the command's last run, and
+        ``problem``, a string saying what stopped it. A tracker's error never
+        fails a run: it is said once on stderr, the tracker is told nothing
+        more, and the runs and their records go on as without it. Import the
+        tracker's own library in the factory, not at the plugin's import.
+        Raise :class:`cifar_bench.UsageError` for a bad ``argument`` (exit
+        code 2, before anything trains).
+    :return: nothing. Not firstresult: every plugin's trackers are registered.
     """
 
 

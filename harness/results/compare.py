@@ -10,7 +10,9 @@ For each pair of like work the gate asks two questions:
 
 * is the current code slower by more than ``--max-slowdown`` *and* is that
   slowdown significant across the repeats (see :mod:`cifar_bench.stats`)?
-* did median test accuracy drop by more than ``--max-accuracy-drop`` points?
+* did mean test accuracy drop by more than ``--max-accuracy-drop`` points
+  (0.5) *and* is that drop significant (Welch's t-test across seeds, see
+  :mod:`cifar_bench.results.compare_accuracy`)?
 
 Either makes the pair a regression; so does a current run that failed or
 diverged where no baseline run did. Exit code 0: no regression; 1: at least
@@ -39,9 +41,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from . import workload
+from . import compare_accuracy, workload
+from .accuracy_stats import DEFAULT_MAX_DROP
+from .evaluations import EvaluationChange
+from .evaluations import changes as evaluation_changes
 from .reader import ENVIRONMENT_FIELDS
 from .stats import SlowdownDecision, judge_paired_slowdown, judge_slowdown
+from .time_power import DetectableSlowdown, detectable_paired_slowdown, detectable_slowdown
 
 if TYPE_CHECKING:  # the frames come from reader.load_runs, which imports pandas
     import pandas as pd
@@ -57,10 +63,12 @@ DIFFERENT_WORK = "different work"  # the verdict of a pair whose sides did not d
 class Settings:
     metric: str = "train_s"
     max_slowdown: float = 0.10  # a fraction: 0.10 is 10% slower
-    max_accuracy_drop: float = 2.0  # percentage points
+    max_accuracy_drop: float = DEFAULT_MAX_DROP  # percentage points: 0.5 (why: accuracy_stats)
     alpha: float = 0.05
     ratio: bool = False  # gate on timings_ratio (candidate / interleaved reference) instead of seconds
     paired: bool = False  # gate on per-step-paired ratios to the partner run ('cifar-bench ab')
+    target_acc: float | None = None  # points: --target-acc, the one-sided test that the current mean reaches it
+    detect: float | None = None  # points: --detect, the seeds a side needed to detect a drop of this size
 
     @property
     def column(self) -> str:
@@ -93,9 +101,11 @@ class PairResult:
     baseline_time: float | None = None  # median of the gated measure
     current_time: float | None = None
     decision: SlowdownDecision | None = None
-    accuracy_change: float | None = None  # points, current minus baseline medians
+    accuracy_change: float | None = None  # points, current minus baseline mean (what the accuracy test judges)
     verdict: str = "not compared"  # regression | slower | faster | ok | accuracy only | not compared | different work
     reasons: list[str] = field(default_factory=list)  # why the verdict, shortest first
+    accuracy: compare_accuracy.AccuracyJudgement | None = None  # Welch's test across seeds, and what it could see
+    time_detectable: DetectableSlowdown | None = None  # the slowdown these runs would catch with 80% power
 
     @property
     def regression(self) -> bool:
@@ -108,6 +118,11 @@ class Comparison:
     pairs: list[PairResult]
     warnings: list[str]
     notes: list[str]
+    # What one side has that was not judged, one line each: a pair of different work, one not compared,
+    # or runs on one side only. A gate must not pass over these unless told they are expected.
+    unjudged: list[str] = field(default_factory=list)
+    # run --evaluate: each judged pair's evaluation metrics, medians of both sides and their difference (not judged)
+    evaluations: list[EvaluationChange] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[PairResult]:
@@ -118,14 +133,20 @@ class Comparison:
 
 
 def compare_frames(baseline: pd.DataFrame, current: pd.DataFrame, *, metric: str = "train_s",
-                   max_slowdown: float = 0.10, max_accuracy_drop: float = 2.0, alpha: float = 0.05,
-                   ratio: bool = False, paired: bool | None = None) -> Comparison:  # fmt: skip
+                   max_slowdown: float = 0.10, max_accuracy_drop: float = DEFAULT_MAX_DROP, alpha: float = 0.05,
+                   ratio: bool = False, paired: bool | None = None, target_acc: float | None = None,
+                   detect: float | None = None) -> Comparison:  # fmt: skip
     """The gate over two sides' runs (frames from ``load_runs``): the comparison ``compare`` prints and exits by.
 
     ``paired`` None: gate on per-step-paired ratios when CURRENT has them and their partners are in
     BASELINE (``cifar-bench ab``), else on ``metric`` (seconds) or, with ``ratio``, on times relative to
-    an interleaved reference run.
+    an interleaved reference run. ``target_acc`` (points) adds the test that the current mean reaches it;
+    ``detect`` (points) asks how many seeds a side a drop of that size needs.
     """
+    if target_acc is not None and not 0 < target_acc <= 100:
+        raise UsageError(f"the target accuracy is in points, above 0 and at most 100; got {target_acc}")
+    if detect is not None and not 0 < detect <= 100:
+        raise UsageError(f"the drop to detect is in points, above 0 and at most 100; got {detect}")
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     if ratio:  # the reference runs are the yardstick, not what is being judged
@@ -138,7 +159,7 @@ def compare_frames(baseline: pd.DataFrame, current: pd.DataFrame, *, metric: str
     if paired is None:  # the sharpest method the records allow
         paired = not ratio and metric == "train_s" and has_pairs(baseline, current)
     settings = Settings(metric=metric, max_slowdown=max_slowdown, max_accuracy_drop=max_accuracy_drop, alpha=alpha,
-                        ratio=ratio, paired=paired)  # fmt: skip
+                        ratio=ratio, paired=paired, target_acc=target_acc, detect=detect)  # fmt: skip
     return compare_runs(baseline, current, settings)
 
 
@@ -179,7 +200,10 @@ def compare_runs(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settin
         reasons = "; ".join(f"{p.recipe} / {p.device}: {', '.join(p.reasons)}" for p in pairs)
         raise UsageError(f"nothing could be compared ({reasons})")
     warnings = environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings)
-    return Comparison(settings, pairs, warnings, notes)
+    unjudged = [f"{p.recipe} / {p.device}: {'; '.join(p.reasons)}" for p in pairs if p not in judged]
+    unjudged += [note.replace(", not compared: ", ": ") for note in notes if note.startswith("only in ")]
+    return Comparison(settings, pairs, warnings, notes, unjudged,
+                      evaluations=evaluation_changes(baseline, current, judged, settings.alpha))  # fmt: skip
 
 
 def different_work(key: tuple[str, ...], base: dict, current: dict, runs: pd.DataFrame) -> PairResult:
@@ -219,6 +243,7 @@ def _judge_time(result: PairResult, b_ok: pd.DataFrame, c_ok: pd.DataFrame, sett
         else:
             decision = judge_slowdown(b_times, c_times, max_slowdown=settings.max_slowdown, alpha=settings.alpha)
         result.decision = decision
+        result.time_detectable = _time_detectable(b_times, c_times, ratios if settings.paired else None, settings)
         result.baseline_time, result.current_time = _median(b_times), _median(c_times)
         change = f"{_percent(decision.estimate.ratio - 1)} {settings.label}"
         if decision.regression:
@@ -241,17 +266,25 @@ def _judge_time(result: PairResult, b_ok: pd.DataFrame, c_ok: pd.DataFrame, sett
     return regressions
 
 
+def _time_detectable(b_times: list[float], c_times: list[float], ratios: list[float] | None,
+                     settings: Settings) -> DetectableSlowdown:  # fmt: skip
+    """The slowdown the time rule would catch with 80% power, from these runs' own spread."""
+    gate = {"alpha": settings.alpha, "max_slowdown": settings.max_slowdown}
+    return detectable_paired_slowdown(ratios, **gate) if ratios is not None else detectable_slowdown(
+        b_times, c_times, **gate)  # fmt: skip
+
+
 def _judge_accuracy(result: PairResult, b_ok: pd.DataFrame, c_ok: pd.DataFrame, settings: Settings) -> list[str]:
-    """The accuracy verdict of a pair (into ``result``); returns its regression, if it is one."""
-    b_acc, c_acc = _median(_finite(b_ok, "test_accuracy_pct")), _median(_finite(c_ok, "test_accuracy_pct"))
-    if b_acc is None or c_acc is None:
+    """The accuracy verdict of a pair (into ``result``): Welch's test across seeds; returns its regression, if any."""
+    b_acc, c_acc = _finite(b_ok, "test_accuracy_pct"), _finite(c_ok, "test_accuracy_pct")
+    if not b_acc or not c_acc:
         return []
-    result.accuracy_change = c_acc - b_acc
-    return (
-        [f"accuracy {result.accuracy_change:+.2f} points"]
-        if result.accuracy_change < -settings.max_accuracy_drop
-        else []
-    )
+    judgement = compare_accuracy.judge(b_acc, c_acc, max_drop=settings.max_accuracy_drop, alpha=settings.alpha,
+                                       target=settings.target_acc, detect=settings.detect)  # fmt: skip
+    result.accuracy, result.accuracy_change = judgement, judgement.difference
+    regressions, reasons = compare_accuracy.describe(judgement)
+    result.reasons += reasons
+    return regressions
 
 
 def _conclude(result: PairResult, regressions: list[str], settings: Settings) -> None:
@@ -351,7 +384,10 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def _values(runs: pd.DataFrame, column: str) -> list[str]:
-    return sorted({str(v) for v in runs[column] if v is not None and not (isinstance(v, float) and math.isnan(v))})
+    """The distinct values of a column as text; a whole number that pandas made a float (a column with gaps
+    reads as floats) is written as the whole number it was, so 2 and 2.0 are one value."""
+    present = (v for v in runs[column] if v is not None and not (isinstance(v, float) and math.isnan(v)))
+    return sorted({str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in present})
 
 
 def _percent(change: float) -> str:

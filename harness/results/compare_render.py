@@ -9,7 +9,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+from . import compare_accuracy
 from .compare import Comparison, Settings
+from .compare_accuracy_render import accuracy_rule, accuracy_section, time_detectable
+from .evaluations import change_rows
 
 
 def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
@@ -30,6 +33,7 @@ def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
             "ratio": _fmt(d.estimate.ratio if d else None, ".3f"),
             ci_label: ci,
             "p": _fmt(d.p_value if d else None, ".3g"),
+            "detectable": time_detectable(p),
             "acc Δ pts": _fmt(p.accuracy_change, "+.2f"),
             "verdict": p.verdict.upper() if p.regression else p.verdict,
             "why": "; ".join(p.reasons),
@@ -40,7 +44,7 @@ def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
 def _table(comparison: Comparison, tablefmt: str) -> str:
     """The pairs as a table; cells are pre-formatted strings, so tabulate must not re-parse them."""
     rows = table_rows(comparison)
-    numeric = {"runs", "ratio", "p", "acc Δ pts"}
+    numeric = {"runs", "ratio", "p", "acc Δ pts", "detectable"}
     align = ["right" if name in numeric or name.startswith(("baseline ", "current ")) else "left" for name in rows[0]]
     return tabulate(rows, headers="keys", tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
@@ -61,20 +65,34 @@ def rule(settings: Settings) -> str:
             f"Method: {settings.method}. A pair is a regression when the current runs' steps are more than "
             f"{settings.max_slowdown * 100:g}% slower than their partners' (Hodges-Lehmann estimate over the run "
             f"pairs of each run's median per-step ratio) and the slowdown is significant (p ≤ {settings.alpha:g}), "
-            f"when median test accuracy drops by more than {settings.max_accuracy_drop:g} points, or when current "
-            "runs fail where baseline runs did not."
+            f"{accuracy_rule(settings)}, or when current runs fail where baseline runs did not."
         )
     return (
         f"A pair is a regression when {settings.label} is more than {settings.max_slowdown * 100:g}% slower "
-        f"and the slowdown is significant (one-sided Mann-Whitney U, p ≤ {settings.alpha:g}), when median "
-        f"test accuracy drops by more than {settings.max_accuracy_drop:g} points, or when current runs fail "
-        f"where baseline runs did not. Ratio: Hodges-Lehmann estimate of current/baseline. Method: {settings.method}."
+        f"and the slowdown is significant (one-sided Mann-Whitney U, p ≤ {settings.alpha:g}), "
+        f"{accuracy_rule(settings)}, or when current runs fail where baseline runs did not. Ratio: "
+        f"Hodges-Lehmann estimate of current/baseline. Method: {settings.method}."
     )
+
+
+def _evaluations(comparison: Comparison, tablefmt: str) -> list[str]:
+    """run --evaluate: the pairs' evaluation metrics, medians [IQR] of each side and the difference; none: nothing."""
+    if not comparison.evaluations:
+        return []
+    table = tabulate(change_rows(comparison.evaluations), headers="keys", tablefmt=tablefmt, disable_numparse=True)
+    return [
+        "Evaluation metrics (median [IQR] over ok runs; Δ = current - baseline; mean difference with "
+        "Welch's 1 - 2 alpha interval and two-sided p; shown, not judged):",
+        "",
+        table,
+        "",
+    ]
 
 
 def render_text(comparison: Comparison, baseline: str, current: str) -> str:
     lines = [f"baseline: {baseline}", f"current:  {current}", "",
-             _table(comparison, "simple"), ""]  # fmt: skip
+             _table(comparison, "simple"), "", *accuracy_section(comparison, "simple"),
+             *_evaluations(comparison, "simple")]  # fmt: skip
     lines += [f"warning: {w}" for w in comparison.warnings]
     lines += [f"note: {n}" for n in comparison.notes]
     lines += [rule(comparison.settings), f"result: {headline(comparison)}"]
@@ -86,7 +104,8 @@ def render_markdown(comparison: Comparison, baseline: str, current: str) -> str:
     mark = "❌" if comparison.regressions else "✅"
     lines = [f"### {mark} cifar-bench compare: {headline(comparison)}", "",
              f"Baseline `{baseline}` against current `{current}`.", "",
-             _table(comparison, "github"), ""]  # fmt: skip
+             _table(comparison, "github"), "", *accuracy_section(comparison, "github"),
+             *_evaluations(comparison, "github")]  # fmt: skip
     if comparison.warnings:
         lines += ["**Warnings**", "", *(f"- {w}" for w in comparison.warnings), ""]
     if comparison.notes:
@@ -102,6 +121,10 @@ def render_json(comparison: Comparison, baseline: str, current: str) -> str:
         item["regression"] = p.regression
         if p.decision is not None:
             item["decision"]["significant"] = p.decision.significant
+        # The issue-24 fields: accuracy in points, time as a slowdown in percent, each with its detectable size.
+        item["accuracy"] = None if p.accuracy is None else compare_accuracy.accuracy_fields(p.accuracy)
+        item["time"] = None if p.decision is None else compare_accuracy.time_fields(p.decision, p.time_detectable)
+        item.pop("time_detectable")
         pairs.append(item)
     data = {
         "baseline": baseline,
@@ -111,6 +134,8 @@ def render_json(comparison: Comparison, baseline: str, current: str) -> str:
         "pairs": pairs,
         "warnings": comparison.warnings,
         "notes": comparison.notes,
+        "unjudged": comparison.unjudged,
+        "evaluations": [{**asdict(c), "difference": c.difference} for c in comparison.evaluations],
     }
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 

@@ -9,6 +9,9 @@ One figure, three panels:
    interquartile range as error bar and every run as a dot (how much the
    device matters, and how noisy each number is).
 
+Runs with evaluations after training (``run --evaluate``) add a second row: a reliability diagram,
+accuracy against corruption severity, other evaluations' metrics (see ``plot_evaluations.py``).
+
 Drawn on a bare :class:`matplotlib.figure.Figure`, never through pyplot, so
 it needs no display and leaves matplotlib's global backend alone.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
+from .plot_evaluations import panels as evaluation_panels
+
 if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not when the command line is built
     import pandas as pd
     from matplotlib.axes import Axes
@@ -25,6 +30,12 @@ if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not when the 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LOG_SCALE_SPREAD = 30  # switch an axis to log scale when its values span more than this factor
+
+
+def literal(text: object) -> str:
+    """``text`` as matplotlib must draw it as written: a ``$`` in a recipe or device name would otherwise
+    start mathtext (``$\\nosuchsymbol$`` makes drawing fail)."""
+    return str(text).replace("$", r"\$")
 
 
 def series_label(runs: pd.DataFrame) -> pd.Series:
@@ -44,14 +55,18 @@ def draw(runs: pd.DataFrame) -> Figure:
     colour = {name: f"C{i % 10}" for i, name in enumerate(series)}
     marker = dict(zip(devices, itertools.cycle(MARKERS)))
 
-    fig = Figure(figsize=(17, 5.6), layout="constrained")
-    loss_ax, acc_ax, speed_ax = fig.subplots(1, 3)
+    extra = evaluation_panels(runs)  # run --evaluate: a second row (reliability diagram, corruptions, others)
+    fig = Figure(figsize=(17, 5.6 * (2 if extra else 1)), layout="constrained")
+    axes = fig.subplots(2 if extra else 1, 3, squeeze=False)
+    loss_ax, acc_ax, speed_ax = axes[0]
     _loss_per_epoch(loss_ax, runs, colour, marker)
     _accuracy_vs_time(acc_ax, runs, colour, marker)
     _throughput(speed_ax, runs, series, devices, colour)
+    for i, ax in enumerate(axes[1] if extra else []):
+        extra[i](ax, runs, colour) if i < len(extra) else ax.set_visible(False)
 
-    handles = [Line2D([], [], color=colour[s], lw=6, label=s) for s in series]
-    handles += [Line2D([], [], color="0.3", marker=marker[d], ls="", label=d) for d in devices]
+    handles = [Line2D([], [], color=colour[s], lw=6, label=literal(s)) for s in series]
+    handles += [Line2D([], [], color="0.3", marker=marker[d], ls="", label=literal(d)) for d in devices]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
     synthetic = runs["synthetic"].fillna(False).astype(bool).any()
     title = f"cifar-bench: {len(runs)} runs"
@@ -95,7 +110,7 @@ def _throughput(ax: Axes, runs: pd.DataFrame, series: list, devices: list, colou
             ax.bar(x, q50, width * 0.9, color=colour[name], alpha=0.75,
                    yerr=[[q50 - q25], [q75 - q50]], capsize=3)  # fmt: skip
             ax.scatter(x + rng.uniform(-width / 4, width / 4, len(values)), values, s=8, color="black", zorder=3)
-    ax.set_xticks(range(len(devices)), devices)
+    ax.set_xticks(range(len(devices)), [literal(d) for d in devices])
     _log_if_wide(ax, runs["train_img_s"], "y")
     ax.set(title="training throughput per device (median, IQR, runs)", xlabel="device",
            ylabel="training images per second")  # fmt: skip

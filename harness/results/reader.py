@@ -8,6 +8,7 @@ reported by name and the rest are read.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, warn
 from ..hooks.components import COMPONENT_KINDS  # each a column of its own (--group-by model)
-from . import workload
+from . import evaluations, workload
 from .store import RecordError, read_record
 from .variant import Variant
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pandas is imported when records are read: the command line 
     import pandas as pd
 
 #: Columns that hold whole structures, not values to group or sort by.
-STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description")
+STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description", "evaluations")
 
 #: Environment fields whose differences mean two results are not like for like.
 ENVIRONMENT_FIELDS = ("cpu", "device_name", "threads", "python", "torch", "torchvision")
@@ -87,6 +88,21 @@ def load_runs(paths: Sequence[Path | str], *, report: Callable[[str], None] | No
     return Loaded(pd.DataFrame(rows), problems)
 
 
+def _with_evaluations(flat: Callable[[Mapping[str, Any], Path], dict[str, Any]]):
+    """``flatten`` plus the run's evaluations (run --evaluate): the whole section, and each metric as an
+    ``EVALUATION.METRIC`` column (see evaluations.py)."""
+
+    @functools.wraps(flat)
+    def flatten_with_evaluations(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+        row = flat(data, path)
+        row["evaluations"] = dict(_section(data, "evaluations"))
+        row.update(evaluations.metric_values(data.get("evaluations")))
+        return row
+
+    return flatten_with_evaluations
+
+
+@_with_evaluations
 def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """One record dict as one flat row; missing or mistyped fields become None or NaN."""
     recipe, device, status = data.get("recipe"), data.get("device"), data.get("status")
@@ -97,7 +113,6 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     variant = Variant.from_mapping(data)
     world = _section(data, "distributed").get("world_size")
     world_size = world if isinstance(world, int) and not isinstance(world, bool) and world > 1 else 1
-    accuracy = _number(metrics.get("test_accuracy"))
     description = workload.describe(data)
     components = _section(data, "components")
     return {
@@ -132,9 +147,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "eval_img_s": _number(throughput.get("eval_img_s")),
         "energy_j": _number(energy.get("run_j")),
         "train_img_per_j": _number(energy.get("train_img_per_j")),
-        "test_accuracy": accuracy,
-        "test_accuracy_pct": 100 * accuracy,
-        "epoch_loss": _numbers(metrics.get("epoch_loss")),
+        **_metric_fields(metrics),
         **{name: env.get(name) for name in (*ENVIRONMENT_FIELDS, "git_commit", "hostname")},
         "reference_recipe": reference.get("recipe"),
         "reference_run_id": reference.get("run_id"),
@@ -146,6 +159,19 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "partner_run_id": _section(data, "partner").get("run_id"),
         "paired_step_median": _number(_section(data, "paired_ratio").get("step_median")),
         "paired_train_s": _number(_section(data, "paired_ratio").get("train_s")),
+    }
+
+
+def _metric_fields(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Test accuracy (a fraction, and in points), loss per epoch, and run --target-acc's target and time to it."""
+    accuracy = _number(metrics.get("test_accuracy"))
+    return {
+        "test_accuracy": accuracy,
+        "test_accuracy_pct": 100 * accuracy,
+        "epoch_loss": _numbers(metrics.get("epoch_loss")),
+        # run --target-acc: the target (a fraction) and the train seconds to first reach it (NaN: never reached).
+        "target_acc": _number(metrics.get("target_acc")),
+        "time_to_target_s": _number(metrics.get("time_to_target_s")),
     }
 
 

@@ -2,7 +2,10 @@
 
 Medians and interquartile ranges rather than means and standard deviations:
 a run slowed by a noisy neighbour moves a mean a long way and a median
-hardly at all. Also the table a run or a suite ends with (:func:`run_table`).
+hardly at all. Accuracy, which no neighbour moves, also gets its mean, SD, n
+and 95% interval across seeds, and time to a target its median and olympic
+mean (:mod:`report_accuracy`). Also the table a run or a suite ends with
+(:func:`run_table`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from tabulate import tabulate
 
 from ..errors import UsageError
 from ..hooks.components import COMPONENT_KINDS
-from . import workload
+from . import evaluations, workload
 from .reader import STRUCTURED, flatten
+from .report_accuracy import LABELS as ACCURACY_LABELS
+from .report_accuracy import across_seeds
 from .schema import RunRecord
 
 if TYPE_CHECKING:
@@ -87,10 +92,12 @@ def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) ->
     grouped = runs.assign(**{k: runs[k].astype(str) for k in keys}).groupby(keys, sort=True, dropna=False)
     table = grouped.size().rename("runs").to_frame()
     energy = {c: label for c, label in ENERGY_MEASURES.items() if c in runs.columns and runs[c].notna().any()}
-    for column, label in {**MEASURES, **energy}.items():
+    evaluated = evaluations.metric_columns(runs)  # run --evaluate: "corruptions mean_accuracy" and the like
+    for column, label in {**MEASURES, **energy, **evaluated}.items():
         values = grouped[column]
         table[label] = values.median()
         table[f"{label} IQR"] = values.quantile(0.75) - values.quantile(0.25)
+    table = table.join(across_seeds(runs, keys))  # mean, SD, n and 95% CI of accuracy; time to target
     table = table.reset_index()
     if "workload" in keys:
         within = "recipe" if "recipe" in keys else None
@@ -124,6 +131,8 @@ def sort_table(table: pd.DataFrame, spec: str | None) -> pd.DataFrame:
     if order not in ("", "asc", "desc"):
         raise UsageError(f"--sort {spec}: the order after ':' must be asc or desc")
     column = MEASURES.get(name, name)  # train_img_s and "train img/s" name the same column
+    if column not in table.columns and evaluations.SEPARATOR in column:  # corruptions.mean_accuracy: its label
+        column = column.replace(evaluations.SEPARATOR, " ", 1)
     if column not in table.columns:
         raise UsageError(f"cannot sort by {name!r}: columns are {', '.join(map(str, table.columns))}")
     return table.sort_values(column, ascending=order != "desc", kind="stable").reset_index(drop=True)
@@ -142,6 +151,7 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
         return table.to_json(orient="records", indent=2) + "\n"
     tablefmt = {"text": "simple", "markdown": "pipe", "latex": "latex_booktabs"}.get(fmt, fmt)
+    table = table.rename(columns=ACCURACY_LABELS)  # "acc mean %" for people; json and csv keep "accuracy_mean"
     shown = table.map(_significant).astype(object)
     shown = shown.where(table.notna(), None)  # NaN prints as an empty cell
     return tabulate(shown, headers="keys", tablefmt=tablefmt, floatfmt="g", showindex=False) + "\n"

@@ -69,6 +69,7 @@ class Timings:
     # From the process's start to this run's start: interpreter, imports, plugins, registry (and earlier runs
     # of the same command); with total_s and the write, what the whole command took. None where unknown.
     startup_s: float | None = None
+    evaluation_s: float = 0.0  # the evaluations after training (run --evaluate), together; each's own in evaluations
 
 
 @dataclass
@@ -165,6 +166,7 @@ class WorkloadInfo:
     data: dict[str, Any] = field(default_factory=dict)
     variant: dict[str, Any] = field(default_factory=dict)
     world_size: int = 1
+    evaluations: dict[str, Any] = field(default_factory=dict)  # name -> {"plugin", "settings"}; see workload.py
 
 
 @dataclass
@@ -215,6 +217,23 @@ class EnergyInfo:
 
 
 @dataclass
+class EvaluationResult:
+    """One evaluation of the trained model (``run --evaluate NAME``), stored under its name in ``evaluations``.
+
+    ``plugin`` and ``settings`` say what was measured (they are part of the workload); ``metrics`` are the
+    few numbers report, compare, plot and publish show; ``tables`` are rows x columns of numbers; ``details``
+    anything else the evaluation kept. An evaluation the run never reached has no metrics.
+    """
+
+    plugin: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    tables: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # its own phase, after the final evaluation: never inside train_s or eval_s
+
+
+@dataclass
 class RunRecord:
     run_id: str
     status: str  # see STATUSES
@@ -250,6 +269,7 @@ class RunRecord:
     cuda_graph: bool = False  # the step's forward and backward replayed as CUDA graphs
     cuda: CudaInfo | None = None
     energy: EnergyInfo | None = None
+    evaluations: dict[str, EvaluationResult] = field(default_factory=dict)  # by evaluation name, in run order
 
     @property
     def variant(self) -> Variant:

@@ -4,7 +4,9 @@ Two runs did like work when they used the same components (each by name
 and by the plugin that provided it), the same resolved hyperparameters, the
 same data (dataset fingerprint, synthetic or not, subset sizes), the same
 variant (loader, precision, memory format, compile, deterministic) and the
-same number of processes. Only like work is ever compared or summarised
+same number of processes, and made the same evaluations after training
+(``run --evaluate``: each by name, plugin and settings; a run without any
+keeps the key it had before evaluations existed). Only like work is ever compared or summarised
 together: the device is not part of it (comparing devices is the point of
 running on several), and neither are the seed, the run's time or its
 machine.
@@ -37,7 +39,7 @@ def describe(record: Mapping[str, Any]) -> dict[str, Any]:
     hyperparameters = _mapping(record.get("hyperparameters"))
     dataset = _mapping(record.get("dataset"))
     world_size = _mapping(record.get("distributed")).get("world_size")
-    return {
+    description = {
         "components": {
             kind: _component(ref) for kind, ref in sorted(components.items(), key=_by_key) if kind != "recipe"
         },
@@ -48,6 +50,24 @@ def describe(record: Mapping[str, Any]) -> dict[str, Any]:
         "variant": Variant.from_mapping(record).to_dict(),
         "world_size": world_size if isinstance(world_size, int) and not isinstance(world_size, bool) else 1,
     }
+    evaluations = _evaluations(record)
+    if evaluations:  # only then: the work of a run without evaluations keeps the key it always had
+        description["evaluations"] = evaluations
+    return description
+
+
+def _evaluations(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluations after training (run --evaluate), by name, each with its plugin and settings.
+
+    They are part of the work because they decide what the record measures (corruption accuracy over 1,000
+    images or 10,000, say): results are compared and summarised only with runs evaluated alike. Sorted by
+    name: the order they ran in measures nothing.
+    """
+    found = {}
+    for name, result in sorted(_mapping(record.get("evaluations")).items(), key=_by_key):
+        result = _mapping(result)
+        found[str(name)] = {"plugin": result.get("plugin"), "settings": _mapping(result.get("settings"))}
+    return found
 
 
 def key(description: Mapping[str, Any]) -> str:
@@ -82,6 +102,10 @@ def fields(description: Mapping[str, Any]) -> dict[str, str]:
     for name, value in _mapping(description.get("variant")).items():
         out[name] = str(value)
     out["processes"] = str(description.get("world_size", 1))
+    for name, evaluation in _mapping(description.get("evaluations")).items():
+        evaluation = _mapping(evaluation)
+        settings = json.dumps(evaluation.get("settings"), sort_keys=True, default=str)
+        out[f"evaluation {name}"] = f"{evaluation.get('plugin')} {settings}"
     return out
 
 

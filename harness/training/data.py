@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torchvision.datasets import ImageFolder
 
-from ..errors import DataError
+from ..errors import DataError, warn
 from ..files import remove_stale_temp_files, temp_file
 from ..hooks.components import Dataset
 
@@ -162,30 +161,63 @@ def load_tensors(dataset: Dataset, cache_dir: Path | None) -> tuple[TensorSplit,
     cached. Synthetic data is never cached: it is cheaper to make than to load.
     """
     if cache_dir is None or dataset.synthetic:
-        return decode(dataset.train), decode(dataset.test), False
+        train, test = decode(dataset.train), decode(dataset.test)
+        check_one_size(train, test)
+        return train, test, False
     path = Path(cache_dir) / f"{dataset.name}-{dataset.fingerprint}.pt"
     remove_stale_temp_files(Path(cache_dir), ".*.pt.*.tmp")  # left by a write killed midway
     cached = _read_cache(path, dataset.fingerprint, _expected(dataset))
     if cached is not None:
         return cached[0], cached[1], True
     train, test = decode(dataset.train), decode(dataset.test)
+    check_one_size(train, test)  # before caching: a cache holds only data a run can use
     _write_cache(path, dataset.fingerprint, train, test)
     return train, test, False
 
 
-def _expected(dataset: Dataset) -> dict[str, int | None]:
-    """What a cache of ``dataset`` must hold: each split's length (when known) and the class count."""
-    sizes: dict[str, int | None] = {"classes": len(dataset.classes)}
+def check_one_size(train: TensorSplit, test: TensorSplit) -> None:
+    """Refuse splits whose images differ in size: a model built for one cannot take the other (checked
+    across the splits together; :func:`decode` checks within one)."""
+    if train.images.shape[1:] != test.images.shape[1:]:
+        (tc, th, tw), (vc, vh, vw) = train.images.shape[1:], test.images.shape[1:]
+        raise DataError(
+            f"the test images are {vw}x{vh} ({vc} channels) and the train images {tw}x{th} ({tc} channels): "
+            "every image of both splits must be one size; resize the test images"
+        )
+
+
+def _expected(dataset: Dataset) -> dict[str, object]:
+    """What a cache of ``dataset`` must hold: each split's length and image shape (when known), the classes.
+
+    The image shape comes from the split's first image, read anew (a file's header, or an array's shape):
+    a cache whose tensors have another shape (forged, or from a bug) is rebuilt, never trusted.
+    """
+    expected: dict[str, object] = {"classes": len(dataset.classes)}
     for split in ("train", "test"):
+        data = getattr(dataset, split)
         try:
-            sizes[split] = len(getattr(dataset, split))
+            expected[split] = len(data)
         except TypeError:  # a dataset without a length: not checked
-            sizes[split] = None
-    return sizes
+            expected[split] = None
+        expected[f"{split}_shape"] = _first_image_shape(data)
+    return expected
+
+
+def _first_image_shape(split: torch.utils.data.Dataset) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` of a split's first image as :func:`decode` would make it, or None if it cannot tell."""
+    array = getattr(split, "data", None)
+    if isinstance(array, np.ndarray) and array.ndim == 4:  # as decode takes it: (N, H, W, C)
+        return (array.shape[3], array.shape[1], array.shape[2])
+    try:
+        image = split[0][0]
+        width, height = image.size
+    except Exception:  # an empty split or an unreadable first file: decode says which, with its fix
+        return None
+    return (3, height, width)  # decode converts every image to RGB
 
 
 def _read_cache(
-    path: Path, fingerprint: str, expected: dict[str, int | None] | None = None
+    path: Path, fingerprint: str, expected: dict[str, object] | None = None
 ) -> tuple[TensorSplit, TensorSplit] | None:
     if not path.exists():
         return None
@@ -207,12 +239,15 @@ def _read_cache(
                 raise ValueError(f"its {split} labels have the wrong shape or type")
             if expected.get(split) is not None and len(labels) != expected[split]:
                 raise ValueError(f"it holds {len(labels)} {split} images, the data {expected[split]}")
+            shape = expected.get(f"{split}_shape")
+            if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+                raise ValueError(f"its {split} images are {tuple(images.shape[1:])}, the data's {tuple(shape)}")
             classes = expected.get("classes")
             if len(labels) and (labels.min() < 0 or (classes is not None and labels.max() >= classes)):
                 raise ValueError(f"its {split} labels are outside the {classes} classes")
             splits.append(TensorSplit(images, labels))
     except Exception as exc:  # a corrupt or foreign cache is rebuilt, never trusted
-        warnings.warn(f"ignoring data cache {path}: {_cache_problem(exc)}; rebuilding it", stacklevel=2)
+        warn(f"ignoring data cache {path}: {_cache_problem(exc)}; rebuilding it")
         return None
     return splits[0], splits[1]
 
@@ -247,7 +282,7 @@ def _write_cache(path: Path, fingerprint: str, train: TensorSplit, test: TensorS
         finally:
             Path(tmp).unlink(missing_ok=True)
     except OSError as exc:  # an unwritable cache slows the next run, it does not fail this one
-        warnings.warn(f"could not write data cache {path}: {exc}", stacklevel=2)
+        warn(f"could not write data cache {path}: {_cache_problem(exc)}; the next run decodes the data again")
 
 
 # -- subsets --------------------------------------------------------------------

@@ -67,6 +67,7 @@ def train_and_evaluate(run: RunState, parts: Parts, notify: Notify, between_step
                 _note_accuracy(run, accuracy(*_evaluate(run, parts)))
             if run.time_to_target_s is not None and config.stop_at_target:
                 break
+    run.trained = True
     with timer.phase("eval"):
         run.correct, run.total = _evaluate(run, parts)
     if config.target_acc is not None:

@@ -10,6 +10,7 @@ fixtures) goes through the execution layer to :meth:`Session.run`, and every rec
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,10 +23,10 @@ from ..hooks.manager import PluginManager
 from ..hooks.registry import Entry, Registry, collect
 from ..results.schema import DistributedInfo
 from ..results.store import new_run_id, write_record
-from . import devices, environment, meters
+from . import devices, environment, evaluations, meters
 from .build import build
 from .config import RunConfig
-from .data import TensorSplit, load_tensors
+from .data import TensorSplit, check_one_size, load_tensors
 from .hyperparameters import check
 from .loop import Diverged, train_and_evaluate, turn_taker
 from .setup import set_up, subset_indices, warm_up
@@ -73,7 +74,7 @@ class Session:
             run.diverged_at = {"epoch": exc.epoch, "step": exc.step}
             record = run.record("diverged", str(exc))
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.Terminated says so)
-            record = run.record("interrupted", str(exc) or "interrupted (Ctrl-C)")
+            record = run.record("interrupted", _interruption(exc) + (" after training" if run.trained else ""))
         except ObserverError as exc:  # a plugin's hook raised: the run stops, and its record names the plugin
             if run.world.distributed:
                 raise  # as any error on a rank: the others must stop now (see execution/torchrun.py)
@@ -102,6 +103,7 @@ class Session:
             config=config, recipe=recipe, hp=hp, entries=entries, device=device, world=world, run_id=run_id,
             skip=devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device),
             timer=PhaseTimer(lambda: devices.synchronize(device)), startup_s=self._startup_s,
+            evaluation_entries=evaluations.entries(self.registry, recipe, config),
             # What observers are told; the sizes are filled in once the data is read.
             info=RunInfo(run_id=run_id, recipe=recipe.name, device=config.device, loader=config.variant.loader,
                          hyperparameters=hp, dataset=entries["dataset"].name, train_size=0, test_size=0,
@@ -122,22 +124,32 @@ class Session:
         run.start -= seconds  # the time it took to find out
         return RunResult(run.record(status, error), run.info)
 
-    def finish(self, result: RunResult, results_dir: Path | None) -> Path | None:
+    def finish(self, result: RunResult, results_dir: Path | None) -> Stored:
         """Show the final record to every ``run_end`` observer, then write it: the one way a record is stored.
 
-        An observer that raises does not lose the record: it is written with
-        status ``failed`` and an error naming the plugin and the hook (and
-        said on stderr). ``results_dir`` None: tell the observers, write
-        nothing (the Python API's default; a data-parallel rank other than 0). Returns the file written.
+        Every observer is handed the record that is written, exactly: an observer whose ``run_end`` raises
+        changes nothing of it (the others are still told, and the failure is returned, naming the plugin).
+        Once a run has finished training its record is always written: Ctrl-C or SIGTERM while observers
+        are told, or while the record is written, marks it interrupted and writes it (a second one during
+        that last write may abort it). ``results_dir`` None: tell the observers, write nothing (the Python
+        API's default; a data-parallel rank other than 0).
         """
-        record = result.record
+        record, problem, stopped = result.record, None, None
         try:
             self.plugins.notify("run_end", run=result.info, record=record)
         except ObserverError as exc:
-            warn(f"{exc}; the run's record is kept, marked failed", "error")
-            record.status = "failed"
-            record.error = str(exc) if record.error is None else f"{record.error}; then {exc}"
-        return write_record(record, results_dir) if results_dir is not None else None
+            warn(f"{exc}; the run's record is kept as the other plugins saw it", "error")
+            problem = str(exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while observers were told
+            stopped = _mark_interrupted(record, exc, "while plugins were told of it")
+        if results_dir is None:
+            return Stored(None, stopped is not None, problem)
+        try:
+            path = write_record(record, results_dir)
+        except KeyboardInterrupt as exc:  # the write was stopped midway (its temporary file is gone): once more
+            stopped = stopped or _mark_interrupted(record, exc, "while its record was written")
+            path = write_record(record, results_dir)
+        return Stored(path, stopped is not None, problem)
 
     def _train_and_evaluate(self, run: RunState, between_steps: Callable[[], float] | None) -> None:
         """Setup, warm-up, the epochs, the final evaluation: each measurement is kept in ``run`` as it is made."""
@@ -149,6 +161,7 @@ class Session:
         with run.timer.phase("warmup"):  # torch.compile compiles here, never inside train time
             warm_up(run, parts)
         train_and_evaluate(run, parts, self.plugins.notify, between_steps)
+        evaluations.after_training(run, parts)  # run --evaluate: each in its own phase, after the final evaluation
 
     # -- components and data ----------------------------------------------------
 
@@ -171,6 +184,7 @@ class Session:
             decoded = self._decoded.get((entry.name, config.source))  # see provide_data
             dataset = decoded[0] if decoded else build(entry, config.source)
             train, test = decoded[1:] if decoded else load_tensors(dataset, config.cache_dir)[:2]
+            check_one_size(train, test)  # data decoded elsewhere (a Ray driver's) too
             classes = len(dataset.classes)
             train_idx = subset_indices(train, config.limit_train, classes, "--limit-train")
             test_idx = subset_indices(test, config.limit_test, classes, "--limit-test")
@@ -184,3 +198,27 @@ class Session:
         How a suite on a Ray cluster hands each worker the data its driver decoded once.
         """
         self._decoded[(name, source)] = (dataset, train, test)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What became of a finished run's record: where it was written (None: nowhere asked), whether Ctrl-C or
+    SIGTERM came while it was finished (it is then marked interrupted), and an observer's failure, if any."""
+
+    path: Path | None
+    interrupted: bool = False
+    problem: str | None = None
+
+
+def _interruption(exc: BaseException) -> str:
+    """``interrupted (Ctrl-C)`` or ``terminated (SIGTERM)``: what stopped the run, as signals.Terminated says."""
+    return str(exc) or "interrupted (Ctrl-C)"
+
+
+def _mark_interrupted(record, exc: BaseException, when: str) -> str:
+    """Mark a record whose run had ended interrupted, saying when; returns the reason."""
+    reason = f"{_interruption(exc)} after the run ended, {when}"
+    if record.status != "interrupted":
+        record.error = reason if record.status == "ok" else f"{record.error}; then {reason}"
+        record.status = "interrupted"
+    return reason

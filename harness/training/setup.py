@@ -10,17 +10,19 @@ every state put back afterwards.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from ..cache import default_cache_dir
 from ..errors import UsageError
-from ..hooks.components import Transform
+from ..hooks.components import Recipe, Transform
 from ..hooks.registry import Entry
+from . import evaluations
 from .batches import LoaderBatches, TensorBatches, normalize_batch, to_device
 from .build import build
+from .config import RunConfig
 from .data import TensorSplit, balanced_subset
 from .hyperparameters import WatchedHyperparameters, check_overrides_read
 from .state import PreparedData, RunState
@@ -40,6 +42,8 @@ class Parts:
     test_batches: object
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     num_classes: int
+    normalize: Callable | None = None  # the transform's normalize (evaluations after training use it)
+    evaluations: list[evaluations.Prepared] = field(default_factory=list)  # built, to run after training
 
 
 def set_up(run: RunState, prepare_data: PrepareData) -> Parts:
@@ -66,9 +70,33 @@ def set_up(run: RunState, prepare_data: PrepareData) -> Parts:
     scheduler = None
     if "scheduler" in entries:
         scheduler = build(entries["scheduler"], optimizer, watched, len(train_batches))
+    prepared, run.evaluations = evaluations.build_all(run.evaluation_entries, watched)  # they may read keys too
     check_overrides_read(config.hyperparameters, watched, run.recipe)
     step = TrainStep(model, loss_fn, optimizer, config.variant, device, transform.augment, augment_rng, world)
-    return Parts(step, train_batches, test_batches, scheduler, num_classes)
+    return Parts(step, train_batches, test_batches, scheduler, num_classes, transform.normalize, prepared)
+
+
+def check_reads(entries: dict[str, Entry], config: RunConfig, recipe: Recipe, hp: dict,
+                evaluation_entries: Sequence[Entry] = ()) -> None:  # fmt: skip
+    """Refuse (exit 2) a hyperparameter the user set that no component of the run reads, without its data.
+
+    The components are built as set-up builds them, on the CPU, and dropped: what a suite checks before its
+    first run (a typo in a suite's ``set`` fails before anything trains, not in every run). The class
+    count is taken as 10 when the recipe does not say (the data, not read here, would say it).
+    """
+    watched = WatchedHyperparameters({"num_classes": 10, **hp})
+    build(entries["transform"], watched)
+    rng = torch.get_rng_state()  # building draws weights from the global stream: leave it as it was
+    try:
+        model = build(entries["model"], watched)
+        build(entries["loss"], watched)
+        optimizer = build(entries["optimizer"], model.parameters(), watched)
+        if "scheduler" in entries:
+            build(entries["scheduler"], optimizer, watched, 1)
+    finally:
+        torch.set_rng_state(rng)
+    evaluations.build_all(list(evaluation_entries), watched)  # run --evaluate: their factories read keys too
+    check_overrides_read(config.hyperparameters, watched, recipe)
 
 
 def warm_up(run: RunState, parts: Parts) -> None:

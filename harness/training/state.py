@@ -25,6 +25,7 @@ from ..results.schema import (
     CpuInfo,
     DatasetInfo,
     DistributedInfo,
+    EvaluationResult,
     Memory,
     Metrics,
     Overrides,
@@ -39,6 +40,9 @@ from .config import RunConfig
 from .data import TensorSplit
 from .timing import PhaseTimer
 from .world import World
+
+#: The phases of a run's evaluations after training are this prefix and each evaluation's name (evaluations.py).
+EVALUATION_PHASE = "evaluation:"
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,16 @@ class RunState:
     time_to_target_s: float | None = None
     diverged_at: dict[str, int] | None = None
     images_trained: int = 0
+    trained: bool = False  # every epoch done: an interruption now loses no training
     correct: torch.Tensor | None = None  # per class, from the final evaluation
     total: torch.Tensor | None = None
     distributed: DistributedInfo | None = None  # how a data-parallel run was split; None in one process
     cpu: CpuInfo | None = None  # the CPU settings trained with, and how they were chosen
     meters: meters.RunMeters | None = None  # CUDA events and energy counters on the phase edges
     cuda_settings: Callable[[], dict[str, Any]] | None = None  # what the training step did to be fast on CUDA
+    # The evaluations after training (see evaluations.py): their registry entries, and what each measured.
+    evaluation_entries: list[Entry] = field(default_factory=list)
+    evaluations: dict[str, EvaluationResult] = field(default_factory=dict)
 
     def record(self, status: str, error: str | None = None) -> RunRecord:
         """The run's record as it stands, with ``status`` and ``error``."""
@@ -131,6 +139,7 @@ class RunState:
             energy=meters.energy_record(self.meters, self.images_trained),
             suite_key=config.suite_key,
             role=config.role,
+            evaluations=dict(self.evaluations),
         )
         record.workload = typed.build(WorkloadInfo, workload.identify(record.to_dict()))
         return record
@@ -171,6 +180,7 @@ class RunState:
             total_s=time.perf_counter() - self.start - self.timer.away_s,  # not another run's turns
             epoch_train_s=self.epoch_seconds,
             startup_s=self.startup_s,
+            evaluation_s=sum(v for phase, v in seconds.items() if phase.startswith(EVALUATION_PHASE)),
         )
 
     def _throughput(self) -> Throughput:

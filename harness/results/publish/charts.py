@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..plot import literal
 from ..regressions import Change, change_text
 from ..series import axis_label, has_commit
 from .history import Series, _seed_order, escape, series_label, verdict_text
@@ -235,7 +236,7 @@ def comparison_chart(siblings: Sequence[Series], commits: Sequence[str], current
                     texts.append(f"{series_label(s)}\n{commit_text(c.commit)}: median {median:.4g} train s "
                                  f"over {len(c.ok)} run(s)")  # fmt: skip
             name = series_label(s) + (" (this page)" if s is current else "")
-            ax.plot(xs, ys, lw=3 if s is current else 1.5, marker="o", ms=5, color=f"C{k % 10}", label=name,
+            ax.plot(xs, ys, lw=3 if s is current else 1.5, marker="o", ms=5, color=f"C{k % 10}", label=literal(name),
                     gid=f"comparison-{k}")  # fmt: skip
             titles.append(texts)
         commit_axis(ax, commits, first_run)

@@ -73,7 +73,7 @@ class CommitResult:
         measures = set()
         if pair.decision is not None and pair.decision.regression:
             measures |= {"train_s", "train_img_s"}
-        if any(reason.startswith("accuracy ") for reason in pair.reasons):
+        if pair.accuracy is not None and pair.accuracy.verdict.regression:  # a significant drop beyond the threshold
             measures.add("test_accuracy_pct")
         return measures
 

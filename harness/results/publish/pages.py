@@ -6,10 +6,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import compare_accuracy
 from ..compare_render import rule
 from ..regressions import LABELS, Change, change_text, interval_text
 from ..series import slot_label
 from .charts import REGRESSION_COLOUR, commit_text, comparison_chart, measure_chart
+from .evaluations import evaluation_section
 from .history import MACHINE_FIELDS, CommitResult, History, Series, _present, escape
 
 if TYPE_CHECKING:
@@ -62,8 +64,8 @@ def _change(commit: CommitResult) -> str:
     parts = []
     if pair.decision is not None:
         parts.append(f"{(pair.decision.estimate.ratio - 1) * 100:+.1f}% train s")
-    if pair.accuracy_change is not None:
-        parts.append(f"{pair.accuracy_change:+.2f} pts acc")
+    if pair.accuracy is not None:  # the mean difference and its test, as compare judges it
+        parts.append(compare_accuracy.short(pair.accuracy))
     return ", ".join(parts) or "–"
 
 
@@ -198,6 +200,7 @@ series.</p>
 <tbody>
 {_history_rows(s)}
 </tbody></table></section>
+{evaluation_section(s, details)}
 {_comparison_section(s, history, siblings)}
 <section><details><summary>All {len(s.runs)} runs</summary>
 <table class="runs"><thead><tr><th>run</th><th>commit</th><th>seed</th><th>status</th><th>started</th><th>train s</th>
