@@ -15,7 +15,8 @@ import-linter, see pyproject.toml):
   ``step``, ``loop``, ``state`` (the record builder), ``data``, ``batches``, ``devices``, ``variants``,
   ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``.
 - ``results``: the record's ``schema`` (``typed`` derives checks from it), ``store`` (files), ``workload``,
-  ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``;
+  ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``,
+  ``series`` (which runs form one history), ``changepoints`` (with ``edivisive``, ``tdist``), ``regressions``;
   accuracy across seeds in ``accuracy_stats`` (with ``student_t``), ``report_accuracy``, ``compare_accuracy``
   (and ``compare_accuracy_render``), and ``time_power`` (the slowdown the time gate can detect).
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
