@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import warn
-from ..results.changepoints import ALPHA, METHODS, MIN_SEGMENT
-from ..results.regressions import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN
+from ..results.change_defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, METHODS, MIN_SEGMENT
 from ..results.report import FORMATS
 from .arguments import alpha, choice_type, percentage, points, positive_int, write_output
 

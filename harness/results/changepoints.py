@@ -63,13 +63,10 @@ from typing import Literal
 import numpy as np
 
 from . import stats
+from .change_defaults import ALPHA, METHODS, MIN_SEGMENT, Method
 from .edivisive import MIN_RUNS, Unit, best_single_split, candidate, permutation_p_value
 from .tdist import TTest, student_t_test
 
-#: Groups (commits) each side of a change point must hold, at least.
-MIN_SEGMENT = 3
-#: Significance level (Otava's and Nyrkiö's default ``max_pvalue``).
-ALPHA = 0.001
 #: The t-test's first pass keeps candidates up to this many times ``ALPHA`` (Otava's "weak" change points);
 #: the merge pass then drops the weakest until every one left is significant at ``ALPHA`` against its neighbours.
 WEAK_FACTOR = 10
@@ -90,8 +87,6 @@ EXACT_PAIRS = stats.EXACT_LIMIT
 SLACK = 1e-9
 
 Direction = Literal["up", "down"]
-Method = Literal["t", "permutation"]
-METHODS: tuple[Method, ...] = ("t", "permutation")
 
 __all__ = [
     "ALPHA",

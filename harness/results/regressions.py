@@ -14,17 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .changepoints import ALPHA, MEASURES, MIN_SEGMENT, ChangePoint, Method, detect, is_regression
+from .change_defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, MIN_SEGMENT, Method
+from .changepoints import MEASURES, ChangePoint, detect, is_regression
 from .series import by_series, has_commit, slot_label, slot_runs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: A slowdown (or loss of throughput) beyond this is a regression: asv's default threshold. Below compare's
-#: 10%: a change point rests on every commit either side of it, not on one pair of commits.
-DEFAULT_MAX_SLOWDOWN = 0.05
-#: An accuracy drop beyond this many percentage points is a regression.
-DEFAULT_MAX_ACCURACY_DROP = 1.0
 #: How each measure is named in tables, and the unit of its change.
 LABELS = {"train_s": "train s", "train_img_s": "train img/s", "test_accuracy_pct": "test acc %"}
 #: Characters of a commit named by ``--since`` that must match, at least.
