@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import warn
-from ..results.change_defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, METHODS, MIN_SEGMENT
-from ..results.report import FORMATS
+from ..results.defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, METHODS, MIN_SEGMENT
+from ..results.defaults import REPORT_FORMATS as FORMATS
 from .arguments import alpha, choice_type, percentage, points, positive_int, write_output
 
 DESCRIPTION = (

@@ -63,7 +63,7 @@ from typing import Literal
 import numpy as np
 
 from . import stats
-from .change_defaults import ALPHA, METHODS, MIN_SEGMENT, Method
+from .defaults import ALPHA, METHODS, MIN_SEGMENT, Method
 from .edivisive import MIN_RUNS, Unit, best_single_split, candidate, permutation_p_value
 from .tdist import TTest, student_t_test
 

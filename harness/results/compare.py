@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from . import compare_accuracy, workload
 from .accuracy_stats import DEFAULT_MAX_DROP
+from .defaults import COMPARE_METRICS
 from .evaluations import EvaluationChange
 from .evaluations import changes as evaluation_changes
 from .reader import ENVIRONMENT_FIELDS
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # the frames come from reader.load_runs, which imports pandas
     import pandas as pd
 
 PAIR_KEY = ("recipe", "device", "workload")
-METRICS = ("train_s", "total_s")
+METRICS = COMPARE_METRICS
 FORMATS = ("text", "markdown", "json")
 FAILED = ("failed", "diverged")  # statuses that count against the current code
 DIFFERENT_WORK = "different work"  # the verdict of a pair whose sides did not do the same work

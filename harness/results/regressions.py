@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .change_defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, MIN_SEGMENT, Method
 from .changepoints import MEASURES, ChangePoint, detect, is_regression
+from .defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, MIN_SEGMENT, Method
 from .series import by_series, has_commit, slot_label, slot_runs
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ from tabulate import tabulate
 from ..errors import UsageError
 from ..hooks.components import COMPONENT_KINDS
 from . import evaluations, workload
+from .defaults import DEFAULT_GROUP_BY, REPORT_FORMATS
 from .reader import STRUCTURED, flatten
 from .report_accuracy import LABELS as ACCURACY_LABELS
 from .report_accuracy import across_seeds
@@ -29,9 +30,6 @@ from .schema import RunRecord
 if TYPE_CHECKING:
     import pandas as pd
 
-#: What a run is grouped by unless ``--group-by`` says otherwise. ``workload`` keeps runs of one recipe
-#: that did different work (another model, other hyperparameters or data) in rows of their own.
-DEFAULT_GROUP_BY = ("recipe", "device", "variant", "workload")
 
 #: Measures summarised by ``report``: column -> label shown in tables.
 MEASURES: dict[str, str] = {
@@ -47,7 +45,7 @@ ENERGY_MEASURES: dict[str, str] = {
     "train_img_per_j": "train img/J",
 }
 
-FORMATS = ("text", "github", "markdown", "latex", "html", "csv", "json")
+FORMATS = REPORT_FORMATS
 
 
 def group_columns(runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
