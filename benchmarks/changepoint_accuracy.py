@@ -70,6 +70,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from cifar_bench.machine import cpu_model
 from cifar_bench.results.changepoints import ALPHA, METHODS, MIN_SEGMENT, PERMUTATIONS, detect
 from cifar_bench.results.stats import slower_p_value
 from cifar_bench.results.tdist import student_t_test
@@ -309,16 +310,6 @@ def f1_of(t: Tally) -> float:
 
 
 # -- machine, timing, main -----------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timing(commits: int, runs: int, step: float | None, method: str) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cifar_bench.machine import cpu_model
 from cifar_bench.plugins import cifar_c
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -42,16 +43,6 @@ def read_test_split(archive: Path) -> tuple[np.ndarray, np.ndarray]:
     keys = sorted(found, key=lambda k: (classes.index(k[0]), k[1]))
     images = np.stack([np.asarray(Image.open(io.BytesIO(found[k])).convert("RGB")) for k in keys])
     return images, np.array([classes.index(c) for c, _ in keys])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load() -> str:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from publish_history_demo import git, package_view
 
+from cifar_bench.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 STEP_FILE = Path("harness") / "training" / "step.py"
 STEP = "        self.optimizer.zero_grad()\n"  # the first line of this in step.py is in TrainStep.__call__
@@ -92,16 +94,6 @@ def run_history(work: Path, commits: list[tuple[str, Path, Path]], repeats: int)
         print(f"commit {i:2d} {sha[:8]}: median train {statistics.median(times):.3f} s over {len(times)} runs "
               f"(load average {load:.2f} before)", flush=True)  # fmt: skip
     return records
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cifar_bench(*args: str) -> subprocess.CompletedProcess:
