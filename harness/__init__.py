@@ -21,7 +21,7 @@ import-linter, see pyproject.toml):
   (and ``compare_accuracy_render``), and ``time_power`` (the slowdown the time gate can detect).
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
   ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
-- under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
+- under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``, ``machine``.
 
 Evaluations after training (``run --evaluate``) cross the layers: their public types in ``hooks.evaluations``,
 running them in ``training.evaluations`` (their arrays kept by ``training.array_cache``), reading them back in
