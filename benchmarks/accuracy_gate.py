@@ -77,6 +77,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 import cifar_bench
+from cifar_bench.machine import cpu_model
 from cifar_bench.results.accuracy_stats import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_DROP,
@@ -314,15 +315,6 @@ def planted_row(args: argparse.Namespace, plain: list[float], planted: list[floa
 def describe_pool(name: str, values: list[float]) -> str:
     return (f"{name}: {len(values)} seeds, mean {statistics.fmean(values):.2f}%, SD {statistics.stdev(values):.2f} "
             f"points, range {min(values):.2f}-{max(values):.2f}")  # fmt: skip
-
-
-def cpu_model() -> str:
-    """The CPU's name as /proc/cpuinfo gives it (or the platform's guess)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def load_pools(args: argparse.Namespace) -> tuple[list[float], dict[float, list[float]], dict]:

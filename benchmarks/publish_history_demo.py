@@ -55,7 +55,7 @@ def main() -> None:
     for i in range(1, 6):
         if i == 3:
             runner = clone / "harness" / "training" / "step.py"
-            text = runner.read_text()
+            text = runner.read_text().replace("import itertools\n", "import itertools\nimport time\n", 1)
             runner.write_text(text.replace(STEP, f"        time.sleep({args.sleep})  # planted slowdown\n" + STEP, 1))
             git(clone, "commit", "-qam", "Planted slowdown: a sleep in each training step")
         elif i == 4:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from cifar_bench import EpochResult, RunInfo, RunRecord, TrainProgress
 from cifar_bench.execution.tracking import Guarded, TrackSpec
+from cifar_bench.machine import cpu_model
 from cifar_bench.plugins.mlflow_tracker import MlflowTracker
 from cifar_bench.plugins.tensorboard_tracker import TensorboardTracker
 
@@ -104,16 +103,6 @@ def as_tracked(tracker) -> Guarded:
     guarded = Guarded(TrackSpec(tracker.name), "trackers", tracker)
     guarded.name = f"{tracker.name} (--track)"
     return guarded
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from cifar_bench.machine import cpu_model
+
 #: The charts shown: the ones a reader compares recipes by.
 CHARTS = "^(epoch_loss|running_loss|epoch_accuracy|test_accuracy)$"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -157,14 +159,6 @@ def main() -> None:
     print(f"wrote {args.output / 'tracker-mlflow.png'} and {args.output / 'tracker-tensorboard.png'}")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {load}")
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

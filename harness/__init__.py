@@ -17,13 +17,18 @@ import-linter, see pyproject.toml):
   ``tuning`` (CPU), ``cuda_graphs``, ``meters``, ``energy``, ``timing``, ``world``, ``environment``;
   counting instructions inside a run (``callgrind``, ``instructions``: ``run --measure instructions``).
 - ``results``: the record's ``schema`` (``typed`` derives checks from it), ``store`` (files), ``workload``,
-  ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``;
+  ``variant``, ``reader`` (records into a DataFrame), ``stats``, ``report``, ``compare``, ``plot``, ``publish``,
+  ``series`` (which runs form one history), ``changepoints`` (with ``edivisive``, ``tdist``), ``regressions``;
   accuracy across seeds in ``accuracy_stats`` (with ``student_t``), ``report_accuracy``, ``compare_accuracy``
   (and ``compare_accuracy_render``), and ``time_power`` (the slowdown the time gate can detect); the gate
   on instruction counts in ``compare_instructions``.
 - ``hooks``: the plugin system: ``specs`` (the hooks), ``manager`` (loading plugins), ``registry``,
   ``components`` (what plugins register, and the table of component kinds), ``events``, ``commands``.
-- under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``.
+- under everything: ``errors``, ``signals``, ``cache``, ``files``, ``version``, ``machine``.
+
+Evaluations after training (``run --evaluate``) cross the layers: their public types in ``hooks.evaluations``,
+running them in ``training.evaluations`` (their arrays kept by ``training.array_cache``), reading them back in
+``results.evaluations``, ``results.plot_evaluations`` and ``results.publish.evaluations``.
 """
 
 from importlib import import_module
@@ -31,6 +36,7 @@ from importlib import import_module
 from .errors import DataError, PluginError, UsageError
 from .hooks.commands import Command
 from .hooks.components import Dataset, DataSource, Recipe, Transform
+from .hooks.evaluations import Evaluation, EvaluationInput, EvaluationOutput
 from .hooks.events import EpochResult, RunInfo, TrainProgress
 from .hooks.specs import hookimpl
 from .results.schema import RunRecord
@@ -70,6 +76,9 @@ __all__ = [
     "DataSource",
     "Dataset",
     "EpochResult",
+    "Evaluation",
+    "EvaluationInput",
+    "EvaluationOutput",
     "PluginError",
     "Recipe",
     "RunInfo",

@@ -27,24 +27,25 @@ from typing import TYPE_CHECKING, Any
 from .cache import default_cache_dir
 from .console import Console
 from .errors import RunFailed, UsageError
-from .execution import torchrun, tracking
-from .execution.inprocess import InProcess
-from .execution.plan import Execution, Written, execute
-from .execution.request import RunRequest, preflight, results_folder, seeds_from
 from .hooks.components import SWAPPABLE_KINDS, DataSource
+from .hooks.evaluations import evaluation_names
 from .hooks.manager import register_inline
 from .results.schema import RunRecord
 from .results.store import read_record
 from .results.variant import Variant
 from .training.config import MAX_SEED, RunConfig
-from .training.hyperparameters import check
-from .training.session import Session
-from .training.world import SINGLE, World, backend_for
+
+# What runs (execution/, training/session, world) imports torch: 2-4 s. The reading half of this module
+# (load_runs, compare; the commands report, compare, plot, publish) must not pay for it, so the running
+# half imports it where it runs.
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .execution.plan import Execution, Written
+    from .execution.request import RunRequest
     from .results.compare import Comparison
+    from .training.world import World
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class RunOptions:
     # --measure instructions: this many training steps counted under valgrind (see training/instructions.py);
     # the process must already run under valgrind, as 'cifar-bench run --measure instructions' makes sure.
     count_steps: int | None = None
+    # Evaluations after training: "corruptions,calibration" or a list; "none" for none; None: the recipe's.
+    evaluate: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "limit_train", "limit_test", "repeats", "threads", "nproc", "count_steps"):
@@ -120,6 +123,8 @@ class RunOptions:
 
     def request(self, recipe: str) -> RunRequest:
         """The runs these options ask for."""
+        from .execution.request import RunRequest, seeds_from
+
         overrides = dict(self.set)
         overrides.update({k: getattr(self, k) for k in ("epochs", "batch_size") if getattr(self, k) is not None})
         base = RunConfig(
@@ -140,6 +145,7 @@ class RunOptions:
             threads=self.threads,
             processes=self.nproc or 1,
             count_steps=self.count_steps,
+            evaluations=evaluation_names(self.evaluate),
         )  # fmt: skip
         seeds = tuple(self.seeds) if self.seeds is not None else seeds_from(self.seed, self.repeats)
         return RunRequest(base, self.device, seeds, self.reference, self.interleave, self.epochs, self.results_dir)
@@ -162,12 +168,21 @@ def runs(recipe: str, **options: Any) -> list[RunRecord]:
     return run_request(recipe, options, console=console).records
 
 
-def run_request(recipe: str, options: RunOptions, *, world: World = SINGLE, written: Written | None = None,
+def run_request(recipe: str, options: RunOptions, *, world: World | None = None, written: Written | None = None,
                 console: Console | None = None) -> Execution:  # fmt: skip
-    """The runs ``options`` ask for, in this process (``world``: this rank of a data-parallel run).
+    """The runs ``options`` ask for, in this process (``world``: this rank of a data-parallel run; one process
+    when None).
 
     ``written`` is told of each record as it is stored; ``console``, if given, shows the runs as they go.
     """
+    from .execution import tracking
+    from .execution.inprocess import InProcess
+    from .execution.plan import execute
+    from .execution.request import preflight, results_folder
+    from .training.session import Session
+    from .training.world import SINGLE
+
+    world = SINGLE if world is None else world
     request = options.request(recipe)
     plan = request.plan(across_processes=world.distributed)
     preflight(request)
@@ -189,6 +204,13 @@ def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tupl
     wrote (read back) and torchrun's exit code; a rank's failure is raised as its one-line error.
     """
     import torch
+
+    from .execution import torchrun, tracking
+    from .execution.plan import Execution
+    from .execution.request import preflight, results_folder
+    from .training.hyperparameters import check
+    from .training.session import Session
+    from .training.world import backend_for
 
     request = options.request(recipe)
     devices = request.device_list()

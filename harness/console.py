@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .hooks.events import EpochResult, RunInfo, TrainProgress
 from .hooks.specs import hookimpl
+from .results import evaluations
 from .results.schema import RunRecord
 
 #: Seconds between progress lines when stderr is not a terminal (a CI log): lines, not a redrawn bar.
@@ -103,10 +104,13 @@ class Console:
             f"train {t.train_s:.1f} s ({tp.train_img_s:,.0f} img/s), "
             f"eval {t.eval_s:.2f} s ({tp.eval_img_s:,.0f} img/s), setup {t.setup_s:.1f} s"
         )
+        for line in evaluations.summary_lines(record):  # run --evaluate: metrics, then each table
+            self._print(line)
         # Where the rest of the command's time went, so that seconds outside training are never a mystery.
-        phases = t.setup_s + t.warmup_s + t.train_s + t.eval_s + t.epoch_eval_s
+        phases = t.setup_s + t.warmup_s + t.train_s + t.eval_s + t.epoch_eval_s + t.evaluation_s
         startup = f"start-up {t.startup_s:.1f} s (imports, plugins), " if t.startup_s is not None else ""
+        evaluated = f"evaluations {t.evaluation_s:.1f} s, " if record.evaluations else ""
         self._print(
             f"whole run: {startup}setup {t.setup_s:.1f} s, warm-up {t.warmup_s:.1f} s, train {t.train_s:.1f} s, "
-            f"eval {t.eval_s + t.epoch_eval_s:.1f} s, other {t.total_s - phases:.1f} s"
+            f"eval {t.eval_s + t.epoch_eval_s:.1f} s, {evaluated}other {t.total_s - phases:.1f} s"
         )

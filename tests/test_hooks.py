@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from cifar_bench import Recipe, Transform, hookimpl, main
+from cifar_bench import Evaluation, EvaluationOutput, Recipe, Transform, hookimpl, main
 from cifar_bench.hooks import manager
 from cifar_bench.hooks.registry import collect
 from cifar_bench.plugins.datasets import make_synthetic
@@ -195,6 +195,46 @@ def test_hook_register_recipes(run):
     assert record.components["optimizer"] == ComponentRef("adam", "optimizers")
     hp = record.hyperparameters
     assert (hp["lr"], hp["label_smoothing"], hp["batch_size"], hp["epochs"]) == (0.002, 0.3, BATCH, 1)
+
+
+def test_hook_register_evaluations(run):
+    """An evaluation gets the trained model in eval mode and the run's test split, and its result is recorded."""
+
+    class Probe:
+        def __init__(self) -> None:
+            self.seen: dict = {}
+
+        def evaluate(self, data):
+            logits = data.logits(data.images)
+            self.seen.update(training=data.model.training, shape=tuple(data.images.shape), dtype=data.images.dtype,
+                             indices=data.indices.tolist(), logits=tuple(logits.shape), seed=data.seed,
+                             accuracy=data.test_accuracy, batch=data.hyperparameters["eval_batch_size"])  # fmt: skip
+            agreed = (logits.argmax(1) == data.labels).double().mean().item()
+            return EvaluationOutput(metrics={"accuracy": agreed}, tables={"t": {"row": {"col": 1}}}, details={"k": "v"})
+
+        @hookimpl
+        def register_evaluations(self, register):
+            register(
+                "probe_eval", lambda hp: Evaluation(self.evaluate, settings={"probe_size": hp.get("probe_size", 3)})
+            )
+
+    probe = Probe()
+    record = run(probe, evaluations=("probe_eval",), hyperparameters={"probe_size": 5})
+    assert probe.seen["training"] is False  # the harness put the model in eval mode
+    assert (probe.seen["shape"], probe.seen["dtype"], probe.seen["logits"]) == (
+        (TEST, 3, 32, 32),
+        torch.uint8,
+        (TEST, 10),
+    )
+    assert len(probe.seen["indices"]) == TEST and probe.seen["seed"] == 0 and probe.seen["batch"] == 1000
+    result = record.evaluations["probe_eval"]
+    assert (result.plugin, result.settings, result.details) == ("probe", {"probe_size": 5}, {"k": "v"})
+    # The run's own accuracy, from the same model and images: logits() computes what the final evaluation did.
+    assert result.metrics == {"accuracy": pytest.approx(record.metrics.test_accuracy)}
+    assert probe.seen["accuracy"] == pytest.approx(record.metrics.test_accuracy)
+    assert result.tables == {"t": {"row": {"col": 1.0}}}
+    assert record.timings.evaluation_s == result.seconds > 0
+    assert record.workload.evaluations == {"probe_eval": {"plugin": "probe", "settings": {"probe_size": 5}}}
 
 
 # -- lifecycle hooks ---------------------------------------------------------------------------

@@ -218,19 +218,27 @@ def test_a_recipe_on_two_devices_compares_them_on_each_page(tmp_path):
         assert lines[1][0].startswith("cuda, tensor fp32, GPU X (AMD EPYC)\n")
 
 
-def test_bad_records_and_runs_without_a_commit_are_skipped_with_a_note(results, tmp_path, capsys):
+def test_bad_records_are_skipped_and_runs_without_a_commit_kept_with_a_note(results, tmp_path, capsys):
     (results / "junk.json").write_text("{not json")
-    loose = record("baseline", "cpu")
+    loose = at(4, 9, train_s=10.0)
     loose["environment"]["git_commit"] = None
+    loose["started_at"] = "2026-01-09T10:00:00+00:00"  # after the five commits
     write(results, loose, at(0, 0, train_s=1.0, device="mps", status="failed"))
     site = tmp_path / "site"
     assert main(["publish", str(results), "--output", str(site)]) == 0
     err = capsys.readouterr().err
-    assert "junk.json" in err and "1 run(s) that record no git commit" in err
+    assert "junk.json" in err and "1 run(s) record no git commit: each is placed by its start time" in err
     assert "1 workload(s) none of whose runs finished ok" in err
     index = (site / "index.html").read_text()
     assert "3 note(s) from loading" in index and "junk.json" in index
     assert index.count("<tr><td><a href=") == 1  # the failed mps workload has no row
+    assert '<span class="no-commit">no commit</span>' in index  # the newest place in the history: the loose run
+    page = next((site / "workloads").glob("*.html")).read_text()
+    rows = re.findall(r"<tr(?: class=\"regression\")?><td>(\d)</td><td>(.*?)</td>", page)
+    assert [n for n, _ in rows] == ["1", "2", "3", "4", "5", "6"] and "no commit" in rows[5][1]
+    labels = texts(charts(page)["chart-train_s"])  # matplotlib writes each line of a tick label as a <text>
+    assert [t for t in labels if t.startswith(("no commit", "e0e0"))] == ["e0e0e0e0", "no commit"]
+    assert labels[labels.index("no commit") + 1] == "01-09 10:00"  # under it, when the run started
 
 
 def test_rebuilds_replace_an_old_site_but_never_another_folder(results, tmp_path, capsys):

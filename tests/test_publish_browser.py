@@ -153,3 +153,36 @@ def test_without_javascript_the_page_still_says_it_all(browser, site):
     assert not_blank(page.locator("#chart-train_s").screenshot()) > 0.03
     assert watched.errors == [] and watched.requests == []
     context.close()
+
+
+def test_runs_made_outside_any_repository_are_a_site_that_shows_them(browser, tmp_path):
+    # `cifar-bench run` outside a git repository records no commit: each run is placed by its start time.
+    records = history_records()  # 4 runs at each of 5 "commits", the third 50% slower
+    for r in records:
+        r["environment"]["git_commit"] = None
+    site = tmp_path / "site"
+    assert main(["publish", str(write(tmp_path / "results", *records)), "--output", str(site)]) == 0
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    watched = Watched(context)
+    page = watched.page
+    page.goto((site / "index.html").as_uri())
+    row = page.locator("table.workloads tbody tr")
+    assert row.count() == 1 and "no commit" in row.inner_text()
+    row.locator("a").click()
+    page.wait_for_load_state()
+    train = page.locator("#chart-train_s")
+    assert train.locator("#train_s-runs use").count() == RUNS  # every run drawn, none dropped
+    ticks = train.locator('g[id^="train_s-xtick_"] text').all_text_contents()
+    assert ticks.count("no commit") == RUNS // 2 and "01-01 10:00" in ticks  # every other run labelled, with its time
+    assert page.locator("table.history tbody tr").count() == RUNS
+    assert page.locator("table.history tbody .no-commit").count() == RUNS
+    # The slow stretch (runs 9-12) is found as a change up and a change back, marked on the chart and listed.
+    assert train.locator('g[id^="train_s-change-"]:not([id*="label"]):not([id*="range"])').count() == 2
+    listed = [row.locator("td").all_inner_texts()[:2] for row in page.locator("section.changes tbody tr").all()]
+    assert [cells for cells in listed if cells[0] == "train s"] == [
+        ["train s", "no commit (#13)"],
+        ["train s", "no commit (#9)"],
+    ]  # newest first
+    assert not_blank(train.screenshot()) > 0.03
+    assert watched.errors == [] and watched.requests == []
+    context.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..hooks.commands import Command
 from ..hooks.specs import hookimpl
-from . import ab, compare, listing, plot, publish, report, run, suite
+from . import ab, compare, listing, plot, publish, regressions, report, run, suite
 
 
 @hookimpl
@@ -26,6 +26,9 @@ def register_commands(register) -> None:
                      plot.cmd_plot))  # fmt: skip
     register(Command("publish", "a static website of results over commits: index + page per workload",
                      publish.add_arguments, publish.cmd_publish))  # fmt: skip
+    register(Command("regressions", "change points of every series, newest first (exit 1 if a regression begins in "
+                     "the window, 0 if none, 2 bad input)", regressions.add_arguments, regressions.cmd_regressions,
+                     description=regressions.DESCRIPTION))  # fmt: skip
     register(Command("plugins", "list loaded plugins: name, version, source and the hooks each implements",
                      listing.add_plugins_arguments, listing.cmd_plugins))  # fmt: skip
     register(Command("suite", "run a TOML suite of runs in order; resumes where it stopped", suite.add_arguments,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError, warn
-from ..results.compare import METRICS
+from ..results.defaults import COMPARE_METRICS as METRICS
 from .arguments import accuracy_target, alpha, choice_type, percentage, points, positive_points, write_output
 
 FORMATS = ("text", "markdown", "json")

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ..results.report import DEFAULT_GROUP_BY, FORMATS
+from ..results.defaults import DEFAULT_GROUP_BY
+from ..results.defaults import REPORT_FORMATS as FORMATS
 from .arguments import choice_type, write_output
 
 

@@ -79,6 +79,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--steps", type=types.positive_int, metavar="N",
                      help=f"with --measure instructions: training steps counted [{DEFAULT_COUNT_STEPS}]")  # fmt: skip
     types.tracking_flags(run)
+    run.add_argument("--evaluate", metavar="NAME,...",
+                     help="evaluations after training, e.g. corruptions,calibration (see 'cifar-bench list'); "
+                          "none for none [the recipe's]")  # fmt: skip
 
 
 #: What a run measures: its time, or the instructions of a few steps (``--measure``).
@@ -135,6 +138,7 @@ def options(args: argparse.Namespace) -> RunOptions:
         plugins=[*args.plugins_global, *args.plugins_sub], **{kind: getattr(args, kind) for kind in SWAPPABLE_KINDS},
         track=args.track, mlflow_experiment=args.mlflow_experiment,
         **{"quiet": args.quiet, "threads": args.threads, "no_cpu_tune": args.no_cpu_tune, **counted_options(args)},
+        evaluate=args.evaluate,
     )  # fmt: skip
 
 

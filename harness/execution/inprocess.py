@@ -99,4 +99,5 @@ def threads(count: int | None):
 def reference_config(candidate: RunConfig, recipe: str, epochs: int | None) -> RunConfig:
     """The ``--reference`` run: the candidate's data, device, variant, seed and length, not its recipe changes."""
     length = {"epochs": epochs} if epochs is not None else {}
-    return replace(candidate, recipe=recipe, components={}, hyperparameters=length, role="reference", suite_key=None)
+    return replace(candidate, recipe=recipe, components={}, hyperparameters=length, role="reference", suite_key=None,
+                   evaluations=())  # a yardstick for time: it measures nothing after training  # fmt: skip

@@ -51,8 +51,10 @@ from typing import Any
 from ..cache import default_cache_dir
 from ..errors import UsageError, unknown_name
 from ..hooks.components import SWAPPABLE_KINDS, DataSource
+from ..hooks.evaluations import evaluation_names
 from ..results.store import RecordError, read_record
 from ..results.variant import LOADERS, PRECISIONS, Variant
+from ..training import evaluations
 from ..training.config import RunConfig
 from ..training.devices import parse_devices
 from ..training.hyperparameters import check
@@ -85,7 +87,7 @@ BOOLS = ("stop_at_target", "deterministic", "no_cache")
 NUMBERS = ("target_acc",)
 OPTIONS = (*POSITIVE_INTS, *STRINGS, *BOOLS, *NUMBERS)
 PATHS = ("data_dir", "data_root")  # relative to the suite file
-RUN_KEYS = (*CROSSED, *OPTIONS, "set", "components")
+RUN_KEYS = (*CROSSED, *OPTIONS, "set", "components", "evaluate")  # evaluate: as run's --evaluate (a list or "a,b")
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class SuiteRun:
             repeat=self.repeat,
             processes=option("nproc", 1),
             suite_key=self.key,
+            evaluations=evaluation_names(option("evaluate")),
         )
 
 
@@ -257,6 +260,7 @@ def _check(table: Mapping[str, Any], where: str) -> None:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise UsageError(f"{where}: set.{name} must be a number, string, boolean or array") from None
+    evaluation_names(table.get("evaluate"), f"{where}: evaluate")  # the names are checked against the registry later
     components = table.get("components", {})
     if not isinstance(components, dict):
         raise UsageError(f"{where}: components must be a table, e.g. components = {{ model = 'resnet18' }}")
@@ -319,9 +323,9 @@ def validate(suite: Suite, session: Session) -> None:
             hp = check(config, recipe)
             entries = session.components(recipe, config)
             what = json.dumps([run.recipe, run.options.get("components", {}), run.options.get("set", {}),
-                               config.dataset], sort_keys=True, default=str)  # fmt: skip
-            if what not in built:
-                check_reads(entries, config, recipe, hp)
+                               config.dataset, run.options.get("evaluate")], sort_keys=True, default=str)  # fmt: skip
+            if what not in built:  # the evaluations too: an unknown name is refused, their settings read
+                check_reads(entries, config, recipe, hp, evaluations.entries(session.registry, recipe, config))
                 built.add(what)
             if "nproc" in run.options:
                 backend_for(run.device)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch only for the annotations: importing this module must stay cheap (see cli.py)
     import torch
 
+    from .evaluations import Evaluation
+
 #: Resolved hyperparameters of one run, read-only for factories.
 Hyperparameters = Mapping[str, Any]
 
@@ -36,6 +38,9 @@ class Recipe:
     scheduler: str | None = None  # a learning-rate schedule, stepped as hyperparameters["schedule_per"] says
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Evaluations run after training unless the run names its own (run --evaluate): names of the
+    # register_evaluations hook's components, e.g. ("calibration",).
+    evaluations: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ if TYPE_CHECKING:
     SchedulerFactory = Callable[[torch.optim.Optimizer, Hyperparameters, int], torch.optim.lr_scheduler.LRScheduler]
     # (argument after "=" in --track NAME=ARGUMENT, or None) -> an object with lifecycle hooks as methods
     TrackerFactory = Callable[[str | None], Any]
+    EvaluationFactory = Callable[[Hyperparameters], Evaluation]  # see hooks/evaluations.py
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,8 @@ KINDS: dict[str, Kind] = {
         Kind("recipe", "register_recipes", "cifar_bench.Recipe", "no", False),
         # Not part of a run: --track NAME makes one per command (see execution/tracking.py); any object.
         Kind("tracker", "register_trackers", "builtins.object", "no", False),
+        # Measurements of the trained model (see hooks/evaluations.py); a recipe may name defaults, a run chooses.
+        Kind("evaluation", "register_evaluations", "cifar_bench.Evaluation", "no", False),
     )
 }
 

@@ -50,6 +50,8 @@ DEFAULT_PLUGINS = {
     "resnet": "cifar_bench.plugins.resnet",
     "airbench": "cifar_bench.plugins.airbench",
     "trackers": "cifar_bench.plugins.trackers",  # --track mlflow / tensorboard (their libraries: extras)
+    "corruptions": "cifar_bench.plugins.corruptions",  # evaluations after training (run --evaluate)
+    "calibration": "cifar_bench.plugins.calibration",
 }
 
 #: The built-in plugins the command line is built from: light to import (no torch), and the only built-ins

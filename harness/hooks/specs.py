@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .commands import Command
     from .components import (
         DatasetFactory,
+        EvaluationFactory,
         LossFactory,
         ModelFactory,
         OptimizerFactory,
@@ -128,6 +129,23 @@ def register_recipes(register: Callable[[Recipe], None]) -> None:
         naming a component of each kind (from any plugin) and its
         hyperparameters; ``recipe.name`` is what ``cifar-bench run`` takes.
     :return: nothing. Not firstresult.
+    """
+
+
+@hookspec
+def register_evaluations(register: Callable[[str, EvaluationFactory, str], None]) -> None:
+    """Register evaluations: measurements of the trained model, made after the run's final evaluation.
+
+    :param register: call as ``register(name, factory, description="")``.
+        ``factory(hyperparameters) -> cifar_bench.Evaluation``, called in the
+        setup phase (before training: raise :class:`cifar_bench.UsageError`
+        for a bad setting). Its ``evaluate(data: EvaluationInput)`` gets the
+        trained model, the device and the run's test data, and returns an
+        :class:`cifar_bench.EvaluationOutput` (or a mapping of metric name to
+        number). A run chooses evaluations by name (``run --evaluate
+        NAME,...``, a suite's ``evaluate``, a recipe's ``evaluations``); each
+        is timed as its own phase and stored in the record under its name.
+    :return: nothing. Not firstresult: every plugin's evaluations are registered.
     """
 
 

@@ -47,6 +47,9 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from . import compare_accuracy, compare_instructions, workload
 from .accuracy_stats import DEFAULT_MAX_DROP
+from .defaults import COMPARE_METRICS
+from .evaluations import EvaluationChange
+from .evaluations import changes as evaluation_changes
 from .reader import ENVIRONMENT_FIELDS
 from .stats import SlowdownDecision, judge_paired_slowdown, judge_slowdown
 from .time_power import DetectableSlowdown, detectable_paired_slowdown, detectable_slowdown
@@ -55,7 +58,7 @@ if TYPE_CHECKING:  # the frames come from reader.load_runs, which imports pandas
     import pandas as pd
 
 PAIR_KEY = ("recipe", "device", "workload")
-METRICS = ("train_s", "total_s")
+METRICS = COMPARE_METRICS
 FORMATS = ("text", "markdown", "json")
 FAILED = ("failed", "diverged")  # statuses that count against the current code
 DIFFERENT_WORK = "different work"  # the verdict of a pair whose sides did not do the same work
@@ -126,6 +129,8 @@ class Comparison:
     # What one side has that was not judged, one line each: a pair of different work, one not compared,
     # or runs on one side only. A gate must not pass over these unless told they are expected.
     unjudged: list[str] = field(default_factory=list)
+    # run --evaluate: each judged pair's evaluation metrics, medians of both sides and their difference (not judged)
+    evaluations: list[EvaluationChange] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[PairResult]:
@@ -216,7 +221,8 @@ def compare_runs(baseline: pd.DataFrame, current: pd.DataFrame, settings: Settin
     warnings = environment_warnings(baseline[baseline.status == "ok"], current[current.status == "ok"], settings)
     unjudged = [f"{p.recipe} / {p.device}: {'; '.join(p.reasons)}" for p in pairs if p not in judged]
     unjudged += [note.replace(", not compared: ", ": ") for note in notes if note.startswith("only in ")]
-    return Comparison(settings, pairs, warnings, notes, unjudged)
+    return Comparison(settings, pairs, warnings, notes, unjudged,
+                      evaluations=evaluation_changes(baseline, current, judged, settings.alpha))  # fmt: skip
 
 
 def different_work(key: tuple[str, ...], base: dict, current: dict, runs: pd.DataFrame) -> PairResult:

@@ -12,6 +12,7 @@ from tabulate import tabulate
 from . import compare_accuracy, compare_instructions
 from .compare import DIFFERENT_WORK, Comparison, Settings
 from .compare_accuracy_render import accuracy_rule, accuracy_section, time_detectable
+from .evaluations import change_rows
 
 
 def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
@@ -85,9 +86,24 @@ def _rules(comparison: Comparison) -> list[str]:
     return [rule(comparison.settings), *counted]
 
 
+def _evaluations(comparison: Comparison, tablefmt: str) -> list[str]:
+    """run --evaluate: the pairs' evaluation metrics, medians [IQR] of each side and the difference; none: nothing."""
+    if not comparison.evaluations:
+        return []
+    table = tabulate(change_rows(comparison.evaluations), headers="keys", tablefmt=tablefmt, disable_numparse=True)
+    return [
+        "Evaluation metrics (median [IQR] over ok runs; Δ = current - baseline; mean difference with "
+        "Welch's 1 - 2 alpha interval and two-sided p; shown, not judged):",
+        "",
+        table,
+        "",
+    ]
+
+
 def render_text(comparison: Comparison, baseline: str, current: str) -> str:
     lines = [f"baseline: {baseline}", f"current:  {current}", "",
-             _table(comparison, "simple"), "", *accuracy_section(comparison, "simple")]  # fmt: skip
+             _table(comparison, "simple"), "", *accuracy_section(comparison, "simple"),
+             *_evaluations(comparison, "simple")]  # fmt: skip
     lines += [f"warning: {w}" for w in comparison.warnings]
     lines += [f"note: {n}" for n in comparison.notes]
     lines += [*_rules(comparison), f"result: {headline(comparison)}"]
@@ -99,7 +115,8 @@ def render_markdown(comparison: Comparison, baseline: str, current: str) -> str:
     mark = "❌" if comparison.regressions else "✅"
     lines = [f"### {mark} cifar-bench compare: {headline(comparison)}", "",
              f"Baseline `{baseline}` against current `{current}`.", "",
-             _table(comparison, "github"), "", *accuracy_section(comparison, "github")]  # fmt: skip
+             _table(comparison, "github"), "", *accuracy_section(comparison, "github"),
+             *_evaluations(comparison, "github")]  # fmt: skip
     if comparison.warnings:
         lines += ["**Warnings**", "", *(f"- {w}" for w in comparison.warnings), ""]
     if comparison.notes:
@@ -130,6 +147,7 @@ def render_json(comparison: Comparison, baseline: str, current: str) -> str:
         "warnings": comparison.warnings,
         "notes": comparison.notes,
         "unjudged": comparison.unjudged,
+        "evaluations": [{**asdict(c), "difference": c.difference} for c in comparison.evaluations],
     }
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 

@@ -9,6 +9,9 @@ One figure, three panels:
    interquartile range as error bar and every run as a dot (how much the
    device matters, and how noisy each number is).
 
+Runs with evaluations after training (``run --evaluate``) add a second row: a reliability diagram,
+accuracy against corruption severity, other evaluations' metrics (see ``plot_evaluations.py``).
+
 Drawn on a bare :class:`matplotlib.figure.Figure`, never through pyplot, so
 it needs no display and leaves matplotlib's global backend alone.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import itertools
 from typing import TYPE_CHECKING
+
+from .plot_evaluations import panels as evaluation_panels
 
 if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not when the command line is built
     import pandas as pd
@@ -50,11 +55,15 @@ def draw(runs: pd.DataFrame) -> Figure:
     colour = {name: f"C{i % 10}" for i, name in enumerate(series)}
     marker = dict(zip(devices, itertools.cycle(MARKERS)))
 
-    fig = Figure(figsize=(17, 5.6), layout="constrained")
-    loss_ax, acc_ax, speed_ax = fig.subplots(1, 3)
+    extra = evaluation_panels(runs)  # run --evaluate: a second row (reliability diagram, corruptions, others)
+    fig = Figure(figsize=(17, 5.6 * (2 if extra else 1)), layout="constrained")
+    axes = fig.subplots(2 if extra else 1, 3, squeeze=False)
+    loss_ax, acc_ax, speed_ax = axes[0]
     _loss_per_epoch(loss_ax, runs, colour, marker)
     _accuracy_vs_time(acc_ax, runs, colour, marker)
     _throughput(speed_ax, runs, series, devices, colour)
+    for i, ax in enumerate(axes[1] if extra else []):
+        extra[i](ax, runs, colour) if i < len(extra) else ax.set_visible(False)
 
     handles = [Line2D([], [], color=colour[s], lw=6, label=literal(s)) for s in series]
     handles += [Line2D([], [], color="0.3", marker=marker[d], ls="", label=literal(d)) for d in devices]

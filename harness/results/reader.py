@@ -8,6 +8,7 @@ reported by name and the rest are read.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, warn
 from ..hooks.components import COMPONENT_KINDS  # each a column of its own (--group-by model)
-from . import workload
+from . import evaluations, workload
 from .store import RecordError, read_record
 from .variant import Variant
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pandas is imported when records are read: the command line 
     import pandas as pd
 
 #: Columns that hold whole structures, not values to group or sort by.
-STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description")
+STRUCTURED = ("epoch_loss", "hyperparameters", "workload_description", "evaluations")
 
 #: Environment fields whose differences mean two results are not like for like.
 ENVIRONMENT_FIELDS = ("cpu", "device_name", "threads", "python", "torch", "torchvision")
@@ -87,6 +88,21 @@ def load_runs(paths: Sequence[Path | str], *, report: Callable[[str], None] | No
     return Loaded(pd.DataFrame(rows), problems)
 
 
+def _with_evaluations(flat: Callable[[Mapping[str, Any], Path], dict[str, Any]]):
+    """``flatten`` plus the run's evaluations (run --evaluate): the whole section, and each metric as an
+    ``EVALUATION.METRIC`` column (see evaluations.py)."""
+
+    @functools.wraps(flat)
+    def flatten_with_evaluations(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+        row = flat(data, path)
+        row["evaluations"] = dict(_section(data, "evaluations"))
+        row.update(evaluations.metric_values(data.get("evaluations")))
+        return row
+
+    return flatten_with_evaluations
+
+
+@_with_evaluations
 def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """One record dict as one flat row; missing or mistyped fields become None or NaN."""
     recipe, device, status = data.get("recipe"), data.get("device"), data.get("status")

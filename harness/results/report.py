@@ -20,7 +20,8 @@ from tabulate import tabulate
 
 from ..errors import UsageError
 from ..hooks.components import COMPONENT_KINDS
-from . import workload
+from . import evaluations, workload
+from .defaults import DEFAULT_GROUP_BY, REPORT_FORMATS
 from .reader import STRUCTURED, flatten
 from .report_accuracy import LABELS as ACCURACY_LABELS
 from .report_accuracy import across_seeds
@@ -29,9 +30,6 @@ from .schema import RunRecord
 if TYPE_CHECKING:
     import pandas as pd
 
-#: What a run is grouped by unless ``--group-by`` says otherwise. ``workload`` keeps runs of one recipe
-#: that did different work (another model, other hyperparameters or data) in rows of their own.
-DEFAULT_GROUP_BY = ("recipe", "device", "variant", "workload")
 
 #: Measures summarised by ``report``: column -> label shown in tables.
 MEASURES: dict[str, str] = {
@@ -47,7 +45,7 @@ ENERGY_MEASURES: dict[str, str] = {
     "train_img_per_j": "train img/J",
 }
 
-FORMATS = ("text", "github", "markdown", "latex", "html", "csv", "json")
+FORMATS = REPORT_FORMATS
 
 
 def group_columns(runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
@@ -92,7 +90,8 @@ def summarize(runs: pd.DataFrame, group_by: Sequence[str] = DEFAULT_GROUP_BY) ->
     grouped = runs.assign(**{k: runs[k].astype(str) for k in keys}).groupby(keys, sort=True, dropna=False)
     table = grouped.size().rename("runs").to_frame()
     energy = {c: label for c, label in ENERGY_MEASURES.items() if c in runs.columns and runs[c].notna().any()}
-    for column, label in {**MEASURES, **energy}.items():
+    evaluated = evaluations.metric_columns(runs)  # run --evaluate: "corruptions mean_accuracy" and the like
+    for column, label in {**MEASURES, **energy, **evaluated}.items():
         values = grouped[column]
         table[label] = values.median()
         table[f"{label} IQR"] = values.quantile(0.75) - values.quantile(0.25)
@@ -130,6 +129,8 @@ def sort_table(table: pd.DataFrame, spec: str | None) -> pd.DataFrame:
     if order not in ("", "asc", "desc"):
         raise UsageError(f"--sort {spec}: the order after ':' must be asc or desc")
     column = MEASURES.get(name, name)  # train_img_s and "train img/s" name the same column
+    if column not in table.columns and evaluations.SEPARATOR in column:  # corruptions.mean_accuracy: its label
+        column = column.replace(evaluations.SEPARATOR, " ", 1)
     if column not in table.columns:
         raise UsageError(f"cannot sort by {name!r}: columns are {', '.join(map(str, table.columns))}")
     return table.sort_values(column, ascending=order != "desc", kind="stable").reset_index(drop=True)

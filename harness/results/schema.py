@@ -69,6 +69,7 @@ class Timings:
     # From the process's start to this run's start: interpreter, imports, plugins, registry (and earlier runs
     # of the same command); with total_s and the write, what the whole command took. None where unknown.
     startup_s: float | None = None
+    evaluation_s: float = 0.0  # the evaluations after training (run --evaluate), together; each's own in evaluations
 
 
 @dataclass
@@ -166,6 +167,7 @@ class WorkloadInfo:
     variant: dict[str, Any] = field(default_factory=dict)
     world_size: int = 1
     measure: dict[str, Any] | None = None  # instruction counts: how they were counted (None: a timed run)
+    evaluations: dict[str, Any] = field(default_factory=dict)  # name -> {"plugin", "settings"}; see workload.py
 
 
 @dataclass
@@ -236,6 +238,22 @@ class InstructionsInfo:
     malloc: str = ""  # the glibc malloc settings the process ran with (counts depend on them)
 
 
+class EvaluationResult:
+    """One evaluation of the trained model (``run --evaluate NAME``), stored under its name in ``evaluations``.
+
+    ``plugin`` and ``settings`` say what was measured (they are part of the workload); ``metrics`` are the
+    few numbers report, compare, plot and publish show; ``tables`` are rows x columns of numbers; ``details``
+    anything else the evaluation kept. An evaluation the run never reached has no metrics.
+    """
+
+    plugin: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    tables: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # its own phase, after the final evaluation: never inside train_s or eval_s
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -273,6 +291,7 @@ class RunRecord:
     cuda: CudaInfo | None = None
     energy: EnergyInfo | None = None
     instructions: InstructionsInfo | None = None  # counted under valgrind instead of timed
+    evaluations: dict[str, EvaluationResult] = field(default_factory=dict)  # by evaluation name, in run order
 
     @property
     def variant(self) -> Variant:

@@ -4,9 +4,12 @@ Two runs did like work when they used the same components (each by name
 and by the plugin that provided it), the same resolved hyperparameters, the
 same data (dataset fingerprint, synthetic or not, subset sizes), the same
 variant (loader, precision, memory format, compile, deterministic) and the
-same number of processes; and they were measured alike: instruction counts
-(``run --measure instructions``) carry how they were counted, and are
-compared only with counts made the same way, never with times. Only like work is ever compared or summarised
+same number of processes, made the same evaluations after training
+(``run --evaluate``: each by name, plugin and settings; a run without any
+keeps the key it had before evaluations existed), and were measured alike:
+instruction counts (``run --measure instructions``) carry how they were
+counted, and are compared only with counts made the same way, never with
+times. Only like work is ever compared or summarised
 together: the device is not part of it (comparing devices is the point of
 running on several), and neither are the seed, the run's time or its
 machine.
@@ -50,6 +53,9 @@ def describe(record: Mapping[str, Any]) -> dict[str, Any]:
         "variant": Variant.from_mapping(record).to_dict(),
         "world_size": world_size if isinstance(world_size, int) and not isinstance(world_size, bool) else 1,
     }
+    evaluations = _evaluations(record)
+    if evaluations:  # only then: the work of a run without evaluations keeps the key it always had
+        description["evaluations"] = evaluations
     measure = measurement(record)
     if measure is not None:  # only then: the keys of timed runs stay what they were
         description["measure"] = measure
@@ -66,6 +72,20 @@ def measurement(record: Mapping[str, Any]) -> dict[str, Any] | None:
     if not counted:
         return None
     return {"kind": "instructions", **{name: counted.get(name) for name in MEASURE_FIELDS}}
+
+
+def _evaluations(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluations after training (run --evaluate), by name, each with its plugin and settings.
+
+    They are part of the work because they decide what the record measures (corruption accuracy over 1,000
+    images or 10,000, say): results are compared and summarised only with runs evaluated alike. Sorted by
+    name: the order they ran in measures nothing.
+    """
+    found = {}
+    for name, result in sorted(_mapping(record.get("evaluations")).items(), key=_by_key):
+        result = _mapping(result)
+        found[str(name)] = {"plugin": result.get("plugin"), "settings": _mapping(result.get("settings"))}
+    return found
 
 
 def key(description: Mapping[str, Any]) -> str:
@@ -100,6 +120,10 @@ def fields(description: Mapping[str, Any]) -> dict[str, str]:
     for name, value in _mapping(description.get("variant")).items():
         out[name] = str(value)
     out["processes"] = str(description.get("world_size", 1))
+    for name, evaluation in _mapping(description.get("evaluations")).items():
+        evaluation = _mapping(evaluation)
+        settings = json.dumps(evaluation.get("settings"), sort_keys=True, default=str)
+        out[f"evaluation {name}"] = f"{evaluation.get('plugin')} {settings}"
     measure = _mapping(description.get("measure"))
     if measure:  # a timed run has none: "absent" where it meets a count
         out["measure"] = (f"{measure.get('kind')} ({measure.get('tool')} {measure.get('valgrind')}, "

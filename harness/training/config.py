@@ -62,6 +62,7 @@ class RunConfig:
     suite_key: str | None = None  # which run of a suite this is (see execution/suite.py): stored in the record
     role: str = "candidate"  # see ROLES
     count_steps: int | None = None  # measure in instructions: this many training steps counted under valgrind
+    evaluations: tuple[str, ...] | None = None  # run --evaluate: evaluation names; None: the recipe's own
 
     def to_dict(self) -> dict[str, Any]:
         """This config as JSON values (how a data-parallel rank or another process receives it)."""
@@ -83,4 +84,6 @@ class RunConfig:
             source=DataSource(**data["source"]),
             cache_dir=None if data["cache_dir"] is None else Path(data["cache_dir"]),
         )
+        if data.get("evaluations") is not None:
+            data["evaluations"] = tuple(data["evaluations"])
         return cls(**data)

@@ -13,19 +13,8 @@ import time
 import torch
 import torchvision
 
+from ..machine import cpu_model
 from ..results.schema import Environment
-
-
-@functools.cache
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @functools.cache

@@ -24,7 +24,7 @@ from ..hooks.manager import PluginManager
 from ..hooks.registry import Entry, Registry, collect
 from ..results.schema import DistributedInfo
 from ..results.store import new_run_id, write_record
-from . import devices, environment, meters
+from . import devices, environment, evaluations, meters
 from .build import build
 from .config import RunConfig
 from .data import TensorSplit, check_one_size, load_tensors
@@ -104,6 +104,7 @@ class Session:
             config=config, recipe=recipe, hp=hp, entries=entries, device=device, world=world, run_id=run_id,
             skip=devices.unavailable_reason(config.device) or unsupported_reason(config.variant, device),
             timer=PhaseTimer(lambda: devices.synchronize(device)), startup_s=self._startup_s,
+            evaluation_entries=evaluations.entries(self.registry, recipe, config),
             # What observers are told; the sizes are filled in once the data is read.
             info=RunInfo(run_id=run_id, recipe=recipe.name, device=config.device, loader=config.variant.loader,
                          hyperparameters=hp, dataset=entries["dataset"].name, train_size=0, test_size=0,
@@ -167,6 +168,7 @@ class Session:
             count_instructions(run, parts, os.environ.get("GLIBC_TUNABLES", ""))
             return
         train_and_evaluate(run, parts, self.plugins.notify, between_steps)
+        evaluations.after_training(run, parts)  # run --evaluate: each in its own phase, after the final evaluation
 
     # -- components and data ----------------------------------------------------
 

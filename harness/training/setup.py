@@ -10,8 +10,8 @@ every state put back afterwards.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -19,6 +19,7 @@ from ..cache import default_cache_dir
 from ..errors import UsageError
 from ..hooks.components import Recipe, Transform
 from ..hooks.registry import Entry
+from . import evaluations
 from .batches import LoaderBatches, TensorBatches, normalize_batch, to_device
 from .build import build
 from .config import RunConfig
@@ -41,6 +42,8 @@ class Parts:
     test_batches: object
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     num_classes: int
+    normalize: Callable | None = None  # the transform's normalize (evaluations after training use it)
+    evaluations: list[evaluations.Prepared] = field(default_factory=list)  # built, to run after training
 
 
 def set_up(run: RunState, prepare_data: PrepareData) -> Parts:
@@ -67,12 +70,14 @@ def set_up(run: RunState, prepare_data: PrepareData) -> Parts:
     scheduler = None
     if "scheduler" in entries:
         scheduler = build(entries["scheduler"], optimizer, watched, len(train_batches))
+    prepared, run.evaluations = evaluations.build_all(run.evaluation_entries, watched)  # they may read keys too
     check_overrides_read(config.hyperparameters, watched, run.recipe)
     step = TrainStep(model, loss_fn, optimizer, config.variant, device, transform.augment, augment_rng, world)
-    return Parts(step, train_batches, test_batches, scheduler, num_classes)
+    return Parts(step, train_batches, test_batches, scheduler, num_classes, transform.normalize, prepared)
 
 
-def check_reads(entries: dict[str, Entry], config: RunConfig, recipe: Recipe, hp: dict) -> None:
+def check_reads(entries: dict[str, Entry], config: RunConfig, recipe: Recipe, hp: dict,
+                evaluation_entries: Sequence[Entry] = ()) -> None:  # fmt: skip
     """Refuse (exit 2) a hyperparameter the user set that no component of the run reads, without its data.
 
     The components are built as set-up builds them, on the CPU, and dropped: what a suite checks before its
@@ -90,6 +95,7 @@ def check_reads(entries: dict[str, Entry], config: RunConfig, recipe: Recipe, hp
             build(entries["scheduler"], optimizer, watched, 1)
     finally:
         torch.set_rng_state(rng)
+    evaluations.build_all(list(evaluation_entries), watched)  # run --evaluate: their factories read keys too
     check_overrides_read(config.hyperparameters, watched, recipe)
 
 

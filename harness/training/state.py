@@ -25,6 +25,7 @@ from ..results.schema import (
     CpuInfo,
     DatasetInfo,
     DistributedInfo,
+    EvaluationResult,
     InstructionsInfo,
     Memory,
     Metrics,
@@ -40,6 +41,9 @@ from .config import RunConfig
 from .data import TensorSplit
 from .timing import PhaseTimer
 from .world import World
+
+#: The phases of a run's evaluations after training are this prefix and each evaluation's name (evaluations.py).
+EVALUATION_PHASE = "evaluation:"
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class RunState:
     meters: meters.RunMeters | None = None  # CUDA events and energy counters on the phase edges
     cuda_settings: Callable[[], dict[str, Any]] | None = None  # what the training step did to be fast on CUDA
     instructions: InstructionsInfo | None = None  # counted under valgrind (config.count_steps)
+    # The evaluations after training (see evaluations.py): their registry entries, and what each measured.
+    evaluation_entries: list[Entry] = field(default_factory=list)
+    evaluations: dict[str, EvaluationResult] = field(default_factory=dict)
 
     def record(self, status: str, error: str | None = None) -> RunRecord:
         """The run's record as it stands, with ``status`` and ``error``."""
@@ -135,6 +142,7 @@ class RunState:
             suite_key=config.suite_key,
             role=config.role,
             instructions=self.instructions,
+            evaluations=dict(self.evaluations),
         )
         record.workload = typed.build(WorkloadInfo, workload.identify(record.to_dict()))
         return record
@@ -175,6 +183,7 @@ class RunState:
             total_s=time.perf_counter() - self.start - self.timer.away_s,  # not another run's turns
             epoch_train_s=self.epoch_seconds,
             startup_s=self.startup_s,
+            evaluation_s=sum(v for phase, v in seconds.items() if phase.startswith(EVALUATION_PHASE)),
         )
 
     def _throughput(self) -> Throughput:

@@ -7,15 +7,19 @@ each time; each point is an element with a ``<title>``, which the browser shows 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..plot import literal
+from ..regressions import Change, change_text
+from ..series import axis_label, has_commit
 from .history import Series, _seed_order, escape, series_label, verdict_text
 
 REGRESSION_COLOUR = "#d62728"
+CHANGE_COLOUR = "#7b3fa0"  # change points: apart from the adjacent-commit verdicts' red
 
 #: matplotlib settings for every chart, over its defaults (never the user's matplotlibrc), so that a
 #: build draws the same SVG each time: text stays text (small, selectable, rendered by the browser)
@@ -41,6 +45,7 @@ CHART_DPI = 96  # CSS px per inch, so that a figure inch is a CSS inch and a 10-
 #: one above the other whatever the width of each chart's y tick labels.
 CHART_MARGINS = {"left": 78, "right": 16, "top": 34, "bottom": 52}
 LABEL_SPACING = 72  # px per commit label at least: labels are thinned to fit beside one another
+SECOND_LINE = 13  # px of a second line of tick labels
 RUN_COLOUR, MEDIAN_COLOUR = "#333333", "#1f77b4"
 #: No measurement comes near this (a corrupt record might): matplotlib's axis arithmetic overflows close to
 #: the float limit, so larger values are left off the charts. The tables on the page still show them.
@@ -51,17 +56,30 @@ def _drawable(*values: float) -> bool:
     return all(math.isfinite(v) and abs(v) < MAX_DRAWN for v in values)
 
 
-def commit_axis(ax: Any, commits: Sequence[str], width: int = CHART_WIDTH) -> None:
-    """Commits at 0, 1, 2 ... oldest first; a short hash under each, or under every k-th when they would overlap."""
+def commit_axis(ax: Any, commits: Sequence[str], first_run: Mapping[str, str], width: int = CHART_WIDTH) -> None:
+    """Commits at 0, 1, 2 ... oldest first; a short hash under each ("no commit" under a run that records
+    none, placed by its start time), or under every k-th when they would overlap."""
     from matplotlib.ticker import FixedLocator
 
     room = width - CHART_MARGINS["left"] - CHART_MARGINS["right"]
     step = max(1, math.ceil(len(commits) * LABEL_SPACING / room))
     labelled = list(range(0, len(commits), step))
-    ax.set_xticks(labelled, [commits[i][:8] for i in labelled], fontfamily="monospace", fontsize=8.5)
+    names = [axis_label(commits[i], first_run.get(commits[i], "")) for i in labelled]
+    ax.set_xticks(labelled, names, fontfamily="monospace", fontsize=8.5)
     ax.xaxis.set_minor_locator(FixedLocator(range(len(commits))))  # an unlabelled tick at every commit
     ax.set_xlim(-0.6, len(commits) - 0.4)
-    ax.set_xlabel("commit (oldest first)" + (f", a label every {step} commits" if step > 1 else ""))
+    loose = "; runs without a commit by start time" if not all(map(has_commit, commits)) else ""
+    ax.set_xlabel(f"commit (oldest first{loose})" + (f", a label every {step} commits" if step > 1 else ""))
+
+
+def _second_line(commits: Sequence[str]) -> int:
+    """Px more under the axis when a label has two lines (a run without a commit: "no commit" over its time)."""
+    return 0 if all(map(has_commit, commits)) else SECOND_LINE
+
+
+def commit_text(slot: str) -> str:
+    """``commit 0123456789ab`` in a tooltip, or ``no commit``."""
+    return f"commit {slot[:12]}" if has_commit(slot) else "no commit"
 
 
 def _figure(height: int, bottom: int = CHART_MARGINS["bottom"]) -> tuple[Any, Any]:
@@ -85,7 +103,8 @@ def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
                   details: Mapping[str, str]) -> str:  # fmt: skip
     """Runs as points, the median per commit as a line, the IQR as a band, regressions shaded: an SVG element."""
     with _chart_style(column):
-        fig, ax = _figure(330)
+        extra = _second_line([c.commit for c in series.commits])
+        fig, ax = _figure(330 + extra, bottom=CHART_MARGINS["bottom"] + extra)
         quartiles = [
             q if q is not None and _drawable(*q) else None for q in (c.quartiles(column) for c in series.commits)
         ]
@@ -93,10 +112,12 @@ def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
         q25, q50, q75 = ([quartiles[i][k] for i in xs] for k in range(3))
         points_x, points_y, titles = _run_points(series, column, label, fmt, details)
         shaded = _shade_regressions(ax, series, column)
+        changes = [c for c in series.changes if c.measure == column]
+        shaded.update(_mark_changes(ax, series, changes, column))
         ax.fill_between(xs, q25, q75, color=MEDIAN_COLOUR, alpha=0.18, lw=0, zorder=1)
         ax.scatter(points_x, points_y, s=14, color=RUN_COLOUR, alpha=0.55, lw=0, zorder=2, gid=f"{column}-runs")
         ax.plot(xs, q50, color=MEDIAN_COLOUR, lw=2, marker="o", ms=5.5, zorder=3, gid=f"{column}-medians")
-        medians = [f"commit {c.commit[:12]}\nmedian {fmt.format(q[1])} {label} "
+        medians = [f"{commit_text(c.commit)}\nmedian {fmt.format(q[1])} {label} "
                    f"(IQR {fmt.format(q[0])}–{fmt.format(q[2])})\n{len(c.ok)} run(s)"
                    + (f"\n{verdict_text(c)}" if c.versus_previous else "")
                    for c, q in zip(series.commits, quartiles, strict=True) if q is not None]  # fmt: skip
@@ -104,12 +125,12 @@ def measure_chart(series: Series, column: str, title: str, label: str, fmt: str,
         if marked:
             ax.plot(marked, [quartiles[i][1] for i in marked], ls="none", marker="x", ms=11, mew=2.2,
                     color=REGRESSION_COLOUR, zorder=4, gid=f"{column}-marks")  # fmt: skip
-        if series.regressions:
-            ax.set_ymargin(0.15)  # headroom: the "regression" labels sit at the top, clear of the points
-        commit_axis(ax, [c.commit for c in series.commits])
+        if series.regressions or changes:
+            ax.set_ymargin(0.15)  # headroom: the "regression" and change labels sit at the top, clear of the points
+        commit_axis(ax, [c.commit for c in series.commits], {c.commit: c.first_run for c in series.commits})
         _value_axis(ax, label, fmt)
         ax.set_title(title, loc="left")
-        _measure_legend(ax, series, title, bool(marked))
+        _measure_legend(ax, series, title, bool(marked), bool(changes))
         svg = _svg(fig, f"{title} over commits", column)
     svg = _title_points(svg, f"{column}-runs", titles)
     svg = _title_points(svg, f"{column}-medians", medians)
@@ -148,17 +169,45 @@ def _shade_regressions(ax: Any, series: Series, column: str) -> dict[str, str]:
                        gid=f"{column}-regression-{i}")  # fmt: skip
             ax.text(i, 0.99, "regression", transform=ax.get_xaxis_transform(), ha="center", va="top",
                     color=REGRESSION_COLOUR, fontsize=8.5, gid=f"{column}-regression-label-{i}")  # fmt: skip
-            shaded[f"{column}-regression-{i}"] = f"commit {c.commit[:12]}: {verdict_text(c)}"
+            shaded[f"{column}-regression-{i}"] = f"{commit_text(c.commit)}: {verdict_text(c)}"
     return shaded
 
 
-def _measure_legend(ax: Any, series: Series, title: str, marked: bool) -> None:
+def _mark_changes(ax: Any, series: Series, changes: Sequence[Change], column: str) -> dict[str, str]:
+    """Each change point a dashed line before the commit where it begins, the range it could have begun in
+    a band, and the level of each stretch between change points a line; returns gid -> tooltip."""
+    titles = {}
+    for k, change in enumerate(changes):
+        p, at = change.point, series.index_of(change.slot) - 0.5
+        if p.earliest != p.latest:
+            ax.axvspan(series.index_of(str(p.earliest)) - 0.5, series.index_of(str(p.latest)) - 0.5,
+                       color=CHANGE_COLOUR, alpha=0.12, lw=0, zorder=0, gid=f"{column}-change-range-{k}")  # fmt: skip
+            titles[f"{column}-change-range-{k}"] = f"where it could have begun: {change.describe()}"
+        ax.axvline(at, color=CHANGE_COLOUR, ls="--", lw=1.6, zorder=3, gid=f"{column}-change-{k}")
+        ax.text(at + 0.06, 0.9, change_text(p), transform=ax.get_xaxis_transform(), ha="left", va="top",
+                color=CHANGE_COLOUR, fontsize=8.5, gid=f"{column}-change-label-{k}")  # fmt: skip
+        titles[f"{column}-change-{k}"] = change.describe()
+    if changes:  # the level of each stretch between change points: the median of its runs
+        bounds = [0, *(series.index_of(c.slot) for c in changes), len(series.commits)]
+        levels = [changes[0].point.before, *(c.point.after for c in changes)]
+        xs, ys = [], []
+        for (a, b), level in zip(itertools.pairwise(bounds), levels, strict=True):
+            if _drawable(level):
+                xs += [a - 0.45, b - 0.55, math.nan]
+                ys += [level, level, math.nan]
+        ax.plot(xs, ys, color=CHANGE_COLOUR, lw=1.3, alpha=0.85, zorder=2.5, gid=f"{column}-levels")
+    return titles
+
+
+def _measure_legend(ax: Any, series: Series, title: str, marked: bool, changed: bool = False) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [Line2D([], [], ls="none", marker="o", ms=4, color=RUN_COLOUR, alpha=0.55, label="runs"),
                Line2D([], [], color=MEDIAN_COLOUR, lw=2, marker="o", ms=5, label="median per commit"),
-               Patch(color=MEDIAN_COLOUR, alpha=0.18, lw=0, label="interquartile range")]  # fmt: skip
+               Patch(color=MEDIAN_COLOUR, alpha=0.18, lw=0, label="IQR")]  # fmt: skip
+    if changed:
+        handles.append(Line2D([], [], color=CHANGE_COLOUR, ls="--", lw=1.6, label="change point"))
     if series.regressions:
         handles.append(Patch(color=REGRESSION_COLOUR, alpha=0.15, lw=0, label="regression vs previous commit"))
     if marked:
@@ -167,12 +216,14 @@ def _measure_legend(ax: Any, series: Series, title: str, marked: bool) -> None:
     ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=len(handles), borderaxespad=0.3)
 
 
-def comparison_chart(siblings: Sequence[Series], commits: Sequence[str], current: Series) -> str:
+def comparison_chart(siblings: Sequence[Series], commits: Sequence[str], current: Series,
+                     first_run: Mapping[str, str]) -> str:  # fmt: skip
     """Median train time per commit of every series of the recipe, one line each, on one commit axis."""
     columns = 2
     rows = math.ceil(len(siblings) / columns)
     legend = 20 * rows + 8  # px under the commit axis for the legend
     with _chart_style("comparison"):
+        legend += _second_line(commits)
         fig, ax = _figure(300 + legend, bottom=CHART_MARGINS["bottom"] + legend)
         titles = []
         for k, s in enumerate(siblings):
@@ -182,13 +233,13 @@ def comparison_chart(siblings: Sequence[Series], commits: Sequence[str], current
                 if median is not None and _drawable(median):
                     xs.append(commits.index(c.commit))
                     ys.append(median)
-                    texts.append(f"{series_label(s)}\ncommit {c.commit[:12]}: median {median:.4g} train s "
+                    texts.append(f"{series_label(s)}\n{commit_text(c.commit)}: median {median:.4g} train s "
                                  f"over {len(c.ok)} run(s)")  # fmt: skip
             name = series_label(s) + (" (this page)" if s is current else "")
             ax.plot(xs, ys, lw=3 if s is current else 1.5, marker="o", ms=5, color=f"C{k % 10}", label=literal(name),
                     gid=f"comparison-{k}")  # fmt: skip
             titles.append(texts)
-        commit_axis(ax, commits)
+        commit_axis(ax, commits, first_run)
         _value_axis(ax, "train s", "{:.4g}")
         ax.set_title("Median train time of this recipe on each device, variant and machine", loc="left")
         ax.legend(loc="upper left", bbox_to_anchor=(0, -CHART_MARGINS["bottom"] / ax.bbox.height), ncols=columns,

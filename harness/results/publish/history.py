@@ -1,5 +1,6 @@
-"""A results site's history: runs split into series (same work, device and machine), commits in order,
-each commit judged against the one before it as ``compare`` judges."""
+"""A results site's history: runs split into series (same work, device and machine; see ``series.py``),
+commits in order (a run without one at its start time), each commit judged against the one before it as
+``compare`` judges, and each series' change points (``regressions.py``)."""
 
 from __future__ import annotations
 
@@ -7,54 +8,53 @@ import hashlib
 import html
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ..compare import PairResult, Settings, judge_pair
+from ..regressions import Change, series_changes
+from ..regressions import Settings as ChangeSettings
+from ..series import (
+    MACHINE_FIELDS,
+    by_series,
+    has_commit,
+    machine_of,
+    present,
+    series_key,
+    slot_label,
+    slot_runs,
+    workload_of,
+)
+
+__all__ = ["MACHINE_FIELDS", "CommitResult", "History", "Series", "build_history", "machine_of", "series_key",
+           "workload_of"]  # fmt: skip
 
 if TYPE_CHECKING:  # pandas is imported when records are read: the command line is built without it
     import pandas as pd
-
-#: What keeps machines apart: two CPU or accelerator models are never one series.
-MACHINE_FIELDS = ("cpu", "device_name")
-
-
-# -- grouping -----------------------------------------------------------------------
-
-
-def workload_of(row: Mapping[str, Any]) -> str:
-    """The identity of the work a run did (see workload.py): runs with the same one did the same work.
-
-    ``load_runs`` computes it for every record, older ones included, so that
-    the site groups exactly as ``report`` and ``compare`` do.
-    """
-    return str(row["workload"])
-
-
-def machine_of(row: Mapping[str, Any]) -> str:
-    """The machine's label: the accelerator's model for a GPU run, else the CPU's."""
-    cpu, device_name = (str(row.get(name) or "unknown") for name in MACHINE_FIELDS)
-    return cpu if device_name in ("cpu", cpu) or row.get("device") == "cpu" else f"{device_name} ({cpu})"
-
-
-def series_key(row: Mapping[str, Any]) -> tuple[str, ...]:
-    """Runs with equal keys are one line on a chart: same work, same device, same machine."""
-    return (workload_of(row), str(row.get("device")), *(str(row.get(name)) for name in MACHINE_FIELDS))
-
 
 # -- the history --------------------------------------------------------------------
 
 
 @dataclass
 class CommitResult:
-    """One commit of one series: its runs (any status) and the verdict against the commit before."""
+    """One commit of one series (or one run that records no commit): its runs (any status) and the verdict
+    against the commit before."""
 
-    commit: str
+    commit: str  # the slot: a commit hash, or "no commit <run id>" (see series.py)
     first_run: str  # the earliest started_at of the commit's runs, over every series
     runs: pd.DataFrame
     versus_previous: PairResult | None = None
+
+    @property
+    def label(self) -> str:
+        """A short hash, or "no commit"."""
+        return slot_label(self.commit)
+
+    @property
+    def has_commit(self) -> bool:
+        return has_commit(self.commit)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -101,6 +101,7 @@ class Series:
     machine: str
     runs: pd.DataFrame
     commits: list[CommitResult]
+    changes: list[Change] = field(default_factory=list)  # change points of its measures, oldest first
 
     @property
     def title(self) -> str:
@@ -114,6 +115,10 @@ class Series:
     def regressions(self) -> list[CommitResult]:
         return [c for c in self.commits if c.regression]
 
+    def index_of(self, slot: str) -> int:
+        """Where a slot of the history is on this series' axis (its commits, oldest first)."""
+        return next(i for i, c in enumerate(self.commits) if c.commit == slot)
+
 
 @dataclass
 class History:
@@ -122,52 +127,45 @@ class History:
     runs: int
     notes: list[str]
     settings: Settings
+    change_settings: ChangeSettings = field(default_factory=ChangeSettings)
+    first_run: dict[str, str] = field(default_factory=dict)  # slot -> the earliest start of its runs
 
 
-def build_history(runs: pd.DataFrame, settings: Settings | None = None, notes: Sequence[str] = ()) -> History:
-    """Split runs (as :func:`load_runs` gives them) into series and judge each commit against the one before.
+def build_history(runs: pd.DataFrame, settings: Settings | None = None, notes: Sequence[str] = (),
+                  change_settings: ChangeSettings | None = None) -> History:  # fmt: skip
+    """Split runs (as :func:`load_runs` gives them) into series, judge each commit against the one before,
+    and find each series' change points.
 
     ``settings`` are compare's (its defaults unless given): a commit is marked when compare would call it a
-    regression against the commit before.
+    regression against the commit before. ``change_settings``: what a change point must be to be a regression
+    (``regressions``' defaults unless given). Runs that record no commit are kept, each at its own place.
     """
     settings = settings or Settings()
-    notes = list(notes)
-    references = runs["role"] == "reference"
-    if references.any():
-        notes.append(f"left out {int(references.sum())} reference run(s) made beside other runs by --reference")
-    runs = runs[~references]
-    committed = runs["git_commit"].map(_present)
-    if (~committed).any():
-        notes.append(f"left out {int((~committed).sum())} run(s) that record no git commit: they have no place "
-                     "in a history")  # fmt: skip
-    runs = runs[committed]
-    if not (runs["status"] == "ok").any():
-        raise UsageError("no run that finished ok records a git commit: nothing to publish")
-    runs = runs.assign(git_commit=runs["git_commit"].astype(str), started_at=runs["started_at"].fillna("").astype(str))
-    first_run = runs.groupby("git_commit")["started_at"].min()
-    order = sorted(first_run.index, key=lambda c: (first_run[c], c))
-    position = {commit: i for i, commit in enumerate(order)}
-    rows = runs.to_dict("records")
-    runs = runs.assign(_series=[series_key(r) for r in rows], _machine=[machine_of(r) for r in rows])
-
+    change_settings = change_settings or ChangeSettings()
+    slotted = slot_runs(runs)
+    notes = [*notes, *slotted.notes]
+    if not (slotted.runs["status"] == "ok").any():
+        raise UsageError("no run finished ok: nothing to publish")
+    position = {slot: i for i, slot in enumerate(slotted.order)}
     series, unfinished = [], 0
-    for key, group in runs.groupby("_series", sort=False):
+    for key, group, machine in by_series(slotted.runs):
         if not (group["status"] == "ok").any():
             unfinished += 1  # nothing to draw: no run of this series ever finished
             continue
         first = group.iloc[0]
         pair_key = (str(first["recipe"]), str(first["device"]), str(first["variant"]))
         commits: list[CommitResult] = []
-        for commit in sorted(group["git_commit"].unique(), key=position.__getitem__):
-            result = CommitResult(commit, first_run[commit], group[group["git_commit"] == commit])
+        for slot in sorted(group["slot"].unique(), key=position.__getitem__):
+            result = CommitResult(slot, slotted.first_run[slot], group[group["slot"] == slot])
             if commits:
                 result.versus_previous = judge_pair(pair_key, commits[-1].runs, result.runs, settings)
             commits.append(result)
-        series.append(Series(key, _slug(pair_key[:2], key), *pair_key, str(first["_machine"]), group, commits))
+        changes = series_changes(group, position, change_settings)
+        series.append(Series(key, _slug(pair_key[:2], key), *pair_key, machine, group, commits, changes))
     if unfinished:
         notes.append(f"left out {unfinished} workload(s) none of whose runs finished ok")
     series.sort(key=lambda s: (s.recipe, s.device, s.variant, s.machine, s.key))
-    return History(series, order, len(runs), notes, settings)
+    return History(series, slotted.order, len(slotted.runs), notes, settings, change_settings, slotted.first_run)
 
 
 def _slug(words: Iterable[str], key: tuple[str, ...]) -> str:
@@ -180,8 +178,7 @@ def _seed_order(seed: Any) -> float:
     return float(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else math.inf
 
 
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value) != ""
+_present = present  # the name pages.py imports
 
 
 def escape(value: Any) -> str:

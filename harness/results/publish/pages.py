@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import compare_accuracy
 from ..compare_render import rule
-from .charts import REGRESSION_COLOUR, comparison_chart, measure_chart
+from ..regressions import LABELS, Change, change_text, interval_text
+from ..series import slot_label
+from .charts import REGRESSION_COLOUR, commit_text, comparison_chart, measure_chart
+from .evaluations import evaluation_section
 from .history import MACHINE_FIELDS, CommitResult, History, Series, _present, escape
 
 if TYPE_CHECKING:
@@ -30,7 +33,7 @@ def run_details(runs: pd.DataFrame) -> dict[str, str]:
                              if _present(row.get(name)))  # fmt: skip
         hp = _hyperparameters(row)
         hp_lines = [", ".join(f"{k}={v}" for k, v in list(hp.items())[i : i + 3]) for i in range(0, len(hp), 3)]
-        lines = [f"run {row['run_id']}", f"commit {str(row['git_commit'])[:12]}, seed {row.get('seed')}",
+        lines = [f"run {row['run_id']}", f"{commit_text(str(row['slot']))}, seed {row.get('seed')}",
                  f"started {row.get('started_at')}", machine, software, *hp_lines]  # fmt: skip
         details[row["run_id"]] = "\n".join(str(line) for line in lines if line)
     return details
@@ -136,28 +139,34 @@ def index_page(history: History, title: str) -> str:
         rows.append(
             f"<tr{css}><td><a href=\"workloads/{s.slug}.html\">{escape(s.recipe)}</a></td><td>{escape(s.device)}</td>"
             f"<td>{escape(s.variant)}</td><td>{escape(s.machine)}</td><td>{len(s.commits)}</td><td>{len(s.runs)}</td>"
-            f'<td><code title="{escape(latest.commit)}">{escape(latest.commit[:8])}</code></td>'
+            f"<td>{_commit_cell(latest.commit)}</td>"
             f"<td class=num>{_number(latest.median('train_s'), '{:.4g}')}</td>"
             f"<td class=num>{_number(latest.median('train_img_s'), '{:,.0f}')}</td>"
             f"<td class=num>{_number(latest.median('test_accuracy_pct'), '{:.2f}')}</td>"
-            f"<td>{escape(_change(latest))}</td>{_verdict_cell(latest)}"
+            f"<td>{escape(_change(latest))}</td>{_verdict_cell(latest)}<td>{_changes_count(s)}</td>"
             f"<td>{sparkline(s)}<span class=marks>{len(s.regressions) or ''}</span></td></tr>"
         )  # fmt: skip
     flagged = sum(1 for s in history.series if s.regressions)
+    changed = sum(1 for s in history.series if s.changes)
     body = f"""<header><h1>{escape(title)}</h1>
 <p class="summary">{len(history.series)} workload(s), {history.runs} run(s) at {len(history.commits)} commit(s);
-{flagged} workload(s) with a regression somewhere in their history. Latest commit per workload; the change and
-verdict are against the commit before it, judged as <code>cifar-bench compare</code> judges.</p>
+{flagged} workload(s) with a regression against the commit before somewhere in their history, {changed} with a
+change point. Latest commit per workload; the change and verdict are against the commit before it, judged as
+<code>cifar-bench compare</code> judges (the adjacent-commit verdict); change points look at the whole series
+(<code>cifar-bench regressions</code>).</p>
 {_notes(history.notes)}</header>
 <main>
 <table class="workloads">
 <thead><tr><th>recipe</th><th>device</th><th>variant</th><th>machine</th><th>commits</th><th>runs</th>
 <th>latest commit</th><th>train s</th><th>train img/s</th><th>test acc %</th><th>change since previous commit</th>
-<th>verdict</th><th>train s trend (red: regression)</th></tr></thead>
+<th>verdict vs previous commit</th><th>change points (regressions)</th>
+<th>train s trend (red: regression vs previous)</th>
+</tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>
 </table>
+{_index_changes(history)}
 </main>"""
     return page(title, body, root="")
 
@@ -172,20 +181,26 @@ def series_page(s: Series, history: History, siblings: Sequence[Series], title: 
                 ("epochs", first.get("epochs")), ("batch size", first.get("batch_size"))]  # fmt: skip
     regressions = len(s.regressions)
     flag = "flag" if regressions else ""
+    changed = "flag" if any(c.regression for c in s.changes) else ""
     body = f"""<header><p><a href="../index.html">← all workloads</a></p><h1>{escape(s.title)}</h1>
 <p class="summary">{len(s.runs)} run(s) at {len(s.commits)} commit(s) on {escape(s.machine)};
-<span class="{flag}">{regressions} commit(s) marked as a regression</span> against the commit before.</p>
-<p class="rule">{escape(rule(history.settings))}</p>
+<span class="{flag}">{regressions} commit(s) marked as a regression</span> against the commit before
+(the adjacent-commit verdict); <span class="{changed}">{len(s.changes)} change point(s)</span> over the whole
+series.</p>
+<p class="rule">Adjacent-commit verdict: {escape(rule(history.settings))}</p>
+<p class="rule">Change points: {escape(change_rule(history))}</p>
 <dl class="identity">{"".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in identity)}</dl></header>
 <main>
 <section class="charts">{charts}</section>
+{_series_changes(s)}
 <section><h2>History</h2>
 <table class="history"><thead><tr><th>#</th><th>commit</th><th>first run</th><th>ok runs</th>
 <th>train s median [IQR]</th><th>train img/s median [IQR]</th><th>test acc % median [IQR]</th>
-<th>change since previous</th><th>verdict</th><th>why</th></tr></thead>
+<th>change since previous</th><th>verdict vs previous</th><th>why</th></tr></thead>
 <tbody>
 {_history_rows(s)}
 </tbody></table></section>
+{evaluation_section(s, details)}
 {_comparison_section(s, history, siblings)}
 <section><details><summary>All {len(s.runs)} runs</summary>
 <table class="runs"><thead><tr><th>run</th><th>commit</th><th>seed</th><th>status</th><th>started</th><th>train s</th>
@@ -206,7 +221,7 @@ def _history_rows(s: Series) -> str:
         failed = len(c.runs) - len(c.ok)
         css = ' class="regression"' if c.regression else ""
         rows.append(
-            f'<tr{css}><td>{i + 1}</td><td><code title="{escape(c.commit)}">{escape(c.commit[:8])}</code></td>'
+            f"<tr{css}><td>{i + 1}</td><td>{_commit_cell(c.commit)}</td>"
             f"<td>{escape(c.first_run)}</td><td>{len(c.ok)}{f' (+{failed} not ok)' if failed else ''}</td>{cells}"
             f"<td>{escape(_change(c))}</td>{_verdict_cell(c)}"
             f"<td>{escape('; '.join(c.versus_previous.reasons) if c.versus_previous else '')}</td></tr>"
@@ -217,7 +232,7 @@ def _history_rows(s: Series) -> str:
 def _run_rows(s: Series) -> str:
     """A row per run, in the order they ran."""
     return "\n".join(
-        f"<tr><td>{escape(r['run_id'])}</td><td><code>{escape(str(r['git_commit'])[:8])}</code></td>"
+        f"<tr><td>{escape(r['run_id'])}</td><td>{_commit_cell(str(r['slot']))}</td>"
         f"<td>{escape(r['seed'])}</td><td>{escape(r['status'])}</td><td>{escape(r['started_at'])}</td>"
         f"<td class=num>{_number(r['train_s'], '{:.4g}')}</td>"
         f"<td class=num>{_number(r['train_img_s'], '{:,.0f}')}</td>"
@@ -239,7 +254,7 @@ def _comparison_section(s: Series, history: History, siblings: Sequence[Series])
     )  # fmt: skip
     return f"""<section class="comparison"><h2>Devices, variants and machines</h2>
 <p>The same recipe elsewhere; each is its own series, never pooled with this one.</p>
-{_chart(comparison_chart(siblings, history.commits, s), "chart-comparison")}
+{_chart(comparison_chart(siblings, history.commits, s, history.first_run), "chart-comparison")}
 <table><thead><tr><th>device</th><th>variant</th><th>machine</th><th>latest train s</th><th>latest test acc %</th>
 <th></th></tr></thead><tbody>{sibling_rows}</tbody></table></section>"""
 
@@ -253,3 +268,70 @@ def _quartile_text(quartiles: tuple[float, float, float] | None, fmt: str) -> st
         return "–"
     low, mid, high = quartiles
     return f"{fmt.format(mid)} [{fmt.format(low)}–{fmt.format(high)}]"
+
+
+# -- change points --------------------------------------------------------------------------------------
+
+
+def _commit_cell(slot: str) -> str:
+    """A short hash with the whole one as its tooltip, or "no commit"."""
+    if slot_label(slot) == "no commit":
+        return '<span class="no-commit">no commit</span>'
+    return f'<code title="{escape(slot)}">{escape(slot_label(slot))}</code>'
+
+
+def change_rule(history: History) -> str:
+    """How change points are found and when one is a regression, in a sentence."""
+    s = history.change_settings
+    test = "Student's t-test of the commits' medians" if s.method == "t" else "shuffles of whole commits"
+    return (f"E-Divisive proposes where each series splits, {test} keeps a split at p <= {s.alpha:g}, at least "
+            f"{s.min_segment} commits a side; a regression when slower (or fewer images/s) by more than "
+            f"{s.max_slowdown:.0%}, or accuracy down more than {s.max_accuracy_drop:g} points, with the 95% "
+            "interval wholly on that side.")  # fmt: skip
+
+
+def _changes_count(s: Series) -> str:
+    if not s.changes:
+        return "–"
+    regressions = sum(c.regression for c in s.changes)
+    return f"{len(s.changes)}" + (f' <span class="flag">({regressions})</span>' if regressions else "")
+
+
+def _change_row(s: Series, c: Change, link: str | None) -> str:
+    p = c.point
+    where = _commit_cell(c.slot) if p.earliest == p.latest else (
+        f"{_commit_cell(str(p.earliest))} .. {_commit_cell(str(p.latest))}")  # fmt: skip
+    workload = f'<td><a href="{link}">{escape(s.title)}, {escape(s.machine)}</a></td>' if link else ""
+    css = ' class="regression"' if c.regression else ""
+    return (f"<tr{css}>{workload}<td>{escape(LABELS[c.measure])}</td>"
+            f"<td>{_commit_cell(c.slot)} (#{s.index_of(c.slot) + 1})</td><td>{where}</td>"
+            f"<td class=num>{escape(change_text(p))} {escape(interval_text(p))}</td>"
+            f"<td class=num>{p.p_value:.2g}</td><td>{'REGRESSION' if c.regression else ''}</td></tr>")  # fmt: skip
+
+
+CHANGE_HEAD = ("<th>measure</th><th>begins at (# on its page)</th><th>could have begun</th>"
+               "<th>change [95% interval]</th><th>p</th><th></th>")  # fmt: skip
+
+
+def _series_changes(s: Series) -> str:
+    """A workload page's change points, newest first; nothing when it has none."""
+    if not s.changes:
+        return ""
+    rows = "\n".join(_change_row(s, c, None) for c in reversed(s.changes))
+    return f"""<section class="changes"><h2>Change points</h2>
+<table class="changes"><thead><tr>{CHANGE_HEAD}</tr></thead><tbody>
+{rows}
+</tbody></table></section>"""
+
+
+def _index_changes(history: History) -> str:
+    """Every workload's change points, newest first, each linking to its page; a line when there are none."""
+    found = [(s, c) for s in history.series for c in s.changes]
+    if not found:
+        return '<section class="changes"><h2>Change points</h2><p>None in any series.</p></section>'
+    found.sort(key=lambda sc: -history.commits.index(sc[1].slot))
+    rows = "\n".join(_change_row(s, c, f"workloads/{s.slug}.html") for s, c in found)
+    return f"""<section class="changes"><h2>Change points</h2>
+<table class="changes"><thead><tr><th>workload</th>{CHANGE_HEAD}</tr></thead><tbody>
+{rows}
+</tbody></table></section>"""
