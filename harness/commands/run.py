@@ -72,16 +72,21 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                      help="data-parallel on N processes (starts torchrun); the batch size is global")  # fmt: skip
     run.add_argument("--dist-timeout", type=types.positive_seconds, metavar="S",
                      help="data-parallel: seconds a rank waits for the others before failing [600]")  # fmt: skip
+    _measure_flags(run)
+    types.tracking_flags(run)
+    run.add_argument("--evaluate", metavar="NAME,...",
+                     help="evaluations after training, e.g. corruptions,calibration (see 'cifar-bench list'); "
+                          "none for none [the recipe's]")  # fmt: skip
+
+
+def _measure_flags(run: argparse.ArgumentParser) -> None:
+    """``--measure`` and ``--steps``: a run timed, or a few of its steps counted in instructions."""
     run.add_argument("--measure", choices=MEASURES, default="time",
                      help="time: epochs timed [default]; instructions: after the warm-up, --steps training steps "
                           "and one evaluation pass counted under valgrind (one thread, fixed seeds; see "
                           "docs/comparing.md)")  # fmt: skip
     run.add_argument("--steps", type=types.positive_int, metavar="N",
                      help=f"with --measure instructions: training steps counted [{DEFAULT_COUNT_STEPS}]")  # fmt: skip
-    types.tracking_flags(run)
-    run.add_argument("--evaluate", metavar="NAME,...",
-                     help="evaluations after training, e.g. corruptions,calibration (see 'cifar-bench list'); "
-                          "none for none [the recipe's]")  # fmt: skip
 
 
 #: What a run measures: its time, or the instructions of a few steps (``--measure``).
@@ -92,7 +97,7 @@ DEFAULT_COUNT_STEPS = 5
 #: Flags a counted run cannot take: each would add threads, processes or timing-only work to the count.
 _NOT_COUNTED = (("nproc", "--nproc"), ("reference", "--reference"), ("repeats", "--repeats"), ("seeds", "--seeds"),
                 ("target_acc", "--target-acc"), ("compile", "--compile"), ("cuda_graph", "--cuda-graph"),
-                ("track", "--track"))  # fmt: skip
+                ("track", "--track"), ("evaluate", "--evaluate"))  # fmt: skip
 
 
 def counted_options(args: argparse.Namespace) -> dict:

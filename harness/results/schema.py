@@ -238,6 +238,7 @@ class InstructionsInfo:
     malloc: str = ""  # the glibc malloc settings the process ran with (counts depend on them)
 
 
+@dataclass
 class EvaluationResult:
     """One evaluation of the trained model (``run --evaluate NAME``), stored under its name in ``evaluations``.
 
