@@ -207,8 +207,11 @@ def test_the_same_data_and_seed_give_the_same_set_and_numbers_in_other_processes
 def test_accuracy_falls_with_severity_on_real_cifar10(run_cli, tmp_path, offline_cifar10):
     """Published-style sanity check: the baseline, trained briefly on real images, loses accuracy as corruptions
     get more severe, for most corruptions and on average."""
-    args = ("--data-dir", offline_cifar10, "--limit-train", "4000", "--limit-test", "1000", "--quiet")
-    done = run_cli("run", "baseline", *args, "--evaluate", "corruptions", "--set", "corruption_images=300",
+    # One thread and no CPU tuning: the same model wherever it runs (a tuned thread count trains another one).
+    # 10,000 training images reach about 36%: trained less (27%), corruptions move accuracy within its noise.
+    args = ("--data-dir", offline_cifar10, "--limit-train", "10000", "--limit-test", "1000", "--threads", "1",
+            "--no-cpu-tune", "--quiet")  # fmt: skip
+    done = run_cli("run", "baseline", *args, "--evaluate", "corruptions", "--set", "corruption_images=1000",
                    "--results-dir", tmp_path)  # fmt: skip
     assert done.code == 0, done
     (path,) = tmp_path.glob("*.json")

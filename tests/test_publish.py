@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from record_factory import record, write
 
@@ -298,6 +298,8 @@ odd_values = (
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(ODD_FIELDS), value=odd_values)
+@example(field=("metrics", "test_accuracy"), value=1.8961503816218354e152)  # its variance overflowed a float
+@example(field=("metrics", "test_accuracy"), value=-3)
 def test_odd_values_in_a_record_never_crash_publish(tmp_path_factory, field, value):
     runs = [at(commit, seed, train_s=10.0 + seed) for commit in range(2) for seed in range(2)]
     target = runs[-1]

@@ -307,7 +307,7 @@ def _time_detectable(b_times: list[float], c_times: list[float], ratios: list[fl
 
 def _judge_accuracy(result: PairResult, b_ok: pd.DataFrame, c_ok: pd.DataFrame, settings: Settings) -> list[str]:
     """The accuracy verdict of a pair (into ``result``): Welch's test across seeds; returns its regression, if any."""
-    b_acc, c_acc = _finite(b_ok, "test_accuracy_pct"), _finite(c_ok, "test_accuracy_pct")
+    b_acc, c_acc = _percentages(b_ok, "test_accuracy_pct"), _percentages(c_ok, "test_accuracy_pct")
     if not b_acc or not c_acc:
         return []
     judgement = compare_accuracy.judge(b_acc, c_acc, max_drop=settings.max_accuracy_drop, alpha=settings.alpha,
@@ -406,6 +406,11 @@ def _select(runs: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
 
 def _finite(runs: pd.DataFrame, column: str) -> list[float]:
     return [float(v) for v in runs[column] if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def _percentages(runs: pd.DataFrame, column: str) -> list[float]:
+    """An accuracy outside 0-100% measured nothing (a damaged record): it is left out, as a time <= 0 is."""
+    return [v for v in _finite(runs, column) if 0 <= v <= 100]
 
 
 def _times(runs: pd.DataFrame, column: str) -> list[float]:

@@ -130,7 +130,10 @@ def _welch(b: list[float], c: list[float], alpha: float) -> dict[str, float | No
     """The mean difference, its interval and two-sided p when a side has two runs (else nothing measures noise)."""
     if not b or not c or max(len(b), len(c)) < 2:
         return {}
-    test = welch_test(b, c, alpha=alpha)
+    try:
+        test = welch_test(b, c, alpha=alpha)
+    except OverflowError:  # a plugin's metric so large that its square is beyond a float: no interval to show
+        return {}
     p = None if test.p_drop is None or test.p_gain is None else min(1.0, 2 * min(test.p_drop, test.p_gain))
     return {"mean_difference": test.difference, "ci_low": test.ci_low, "ci_high": test.ci_high, "p_value": p}
 
