@@ -9,8 +9,9 @@ import pytest
 from cifar_bench.commands.cli import main
 from cifar_bench.hooks import manager
 
+# No CPU tuning: it times dozens of steps of each model (a minute for resnet18), and nothing here is about it.
 TINY_RUN = ["--dataset", "synthetic", "--limit-train", "20", "--limit-test", "20", "--epochs", "1",
-            "--batch-size", "20", "--quiet"]  # fmt: skip
+            "--batch-size", "20", "--quiet", "--no-cpu-tune"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
