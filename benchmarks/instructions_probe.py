@@ -58,7 +58,9 @@ LAUNCH_ENV = "INSTRUCTIONS_PROBE_LAUNCHED"  # the parent's time.time() at launch
 
 
 def build(torch):
-    """The tutorial's Net (copied from plugins/baseline.py), loss, optimizer and fixed random batches."""
+    """The tutorial's Net (copied from plugins/baseline.py, not imported: importing the plugin brings torchvision
+    and the harness into the counted process, whose heap history the counts depend on), loss, optimizer and fixed
+    random batches."""
     nn, F = torch.nn, torch.nn.functional
 
     class Net(nn.Module):

@@ -231,19 +231,9 @@ def test_airbench_sgd_gives_biases_a_scaled_lr_and_the_same_decay_per_step():
     assert all(p.ndim == 1 for p in biases["params"])
 
 
-def test_airbench_narrow_recipe_runs(tmp_path):
-    args = [
-        "run",
-        "airbench_narrow",
-        "--dataset",
-        "synthetic",
-        "--limit-train",
-        "200",
-        "--limit-test",
-        "50",
-        "--no-cpu-tune",
-    ]  # tuning would time dozens of the recipe's steps first
-    assert main([*args, "--epochs", "1", "--quiet", "--results-dir", str(tmp_path)]) == 0
+def test_airbench_narrow_recipe_runs(tmp_path, smoke):
+    # --no-cpu-tune: tuning would time dozens of the recipe's steps first
+    assert main(["run", "airbench_narrow", *smoke, "--no-cpu-tune", "--results-dir", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("*.json")
     record = json.loads(path.read_text())
     assert record["status"] == "ok"
