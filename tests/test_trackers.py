@@ -10,7 +10,6 @@ started once for the module in the background while the other tests run.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -24,17 +23,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tracker_extras import HAVE_MLFLOW, needs_mlflow, needs_tensorboard
 
 from cifar_bench import hookimpl, main
 from cifar_bench.plugins.mlflow_tracker import HTTP_LIMITS, MlflowTracker, bounded_http
 from cifar_bench.plugins.tensorboard_tracker import TensorboardTracker
-
-HAVE_MLFLOW = importlib.util.find_spec("mlflow") is not None
-HAVE_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
-needs_mlflow = pytest.mark.skipif(not HAVE_MLFLOW, reason="mlflow is not installed (pip install -e '.[mlflow]')")
-needs_tensorboard = pytest.mark.skipif(
-    not HAVE_TENSORBOARD, reason="tensorboard is not installed (pip install -e '.[tensorboard]')"
-)
 
 #: The quickest real run: two epochs of 64 steps (so that losses have steps to be checked at).
 TINY_RUN = ["run", "baseline", "--dataset", "synthetic", "--epochs", "2", "--limit-train", "256",

@@ -8,7 +8,6 @@ made, what they are told and when they are closed; data-parallel runs start real
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -17,17 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tracker_extras import needs_mlflow, needs_tensorboard
 
 import cifar_bench
 from cifar_bench import UsageError
 from cifar_bench.execution.tracking import TrackSpec, parse
-
-HAVE_MLFLOW = importlib.util.find_spec("mlflow") is not None
-HAVE_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
-needs_mlflow = pytest.mark.skipif(not HAVE_MLFLOW, reason="mlflow is not installed (pip install -e '.[mlflow]')")
-needs_tensorboard = pytest.mark.skipif(
-    not HAVE_TENSORBOARD, reason="tensorboard is not installed (pip install -e '.[tensorboard]')"
-)
 
 #: The issue's command, less ``--track``.
 DONE_WHEN = ["run", "baseline", "--dataset", "synthetic", "--epochs", "1", "--limit-train", "256",
