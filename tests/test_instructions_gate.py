@@ -165,3 +165,75 @@ def test_a_real_counted_run_records_its_counts(tmp_path):
     assert 1e6 < counts["per_step"] < 1e8 and counts["eval"] > counts["per_eval_image"] > 0
     assert data["workload"]["measure"]["kind"] == "instructions"
     assert data["environment"]["threads"] == 1  # counted in one thread
+
+
+# --- ab with counts ---------------------------------------------------------------------------------
+
+# A stand-in for one install's cifar-bench: logs the arguments it was given, then writes the record it is
+# handed (a counted record, as a real counted run writes) into its --results-dir, or exits as told.
+FAKE_COUNTED_SIDE = """
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["SIDE_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+code = int(os.environ.get("SIDE_EXIT", "0"))
+if code in (0, 1):
+    folder = Path(args[args.index("--results-dir") + 1])
+    folder.mkdir(parents=True, exist_ok=True)
+    record = json.loads(Path(os.environ["SIDE_RECORD"]).read_text())
+    (folder / (record["run_id"] + ".json")).write_text(json.dumps(record))
+else:
+    print("error: the side refuses this", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def counted_side(tmp_path: Path, name: str, per_step: float, exit_code: int = 0) -> str:
+    script = tmp_path / "fake_counted_side.py"
+    script.write_text(FAKE_COUNTED_SIDE)
+    (tmp_path / f"{name}.json").write_text(json.dumps(counted(per_step)))
+    env = f"SIDE_LOG={tmp_path / 'sides.log'} SIDE_RECORD={tmp_path / name}.json SIDE_EXIT={exit_code}"
+    return f"env {env} {sys.executable} {script}"
+
+
+def test_ab_counts_each_side_on_one_identical_command_line_and_shows_them_side_by_side(run_cli, tmp_path):
+    a, b = counted_side(tmp_path, "a", PER_STEP), counted_side(tmp_path, "b", PER_STEP * 1.004)
+    results = {"a": tmp_path / "ra", "b": tmp_path / "rb"}
+    run = ("run", "baseline", "--dataset", "synthetic", "--measure", "instructions", "--steps", "5")
+    result = run_cli("ab", "--a", a, "--b", b, "--results-a", results["a"], "--results-b", results["b"], "--", *run)
+    assert result.code == 0, result
+    calls = [json.loads(line) for line in (tmp_path / "sides.log").read_text().splitlines()]
+    # Both sides counted, one after the other, with the very same arguments (results folder included).
+    assert len(calls) == 2 and calls[0] == calls[1] and calls[0][:2] == ["run", "baseline"]
+    staging = Path(calls[0][calls[0].index("--results-dir") + 1])
+    assert not staging.exists() and not staging.parent.exists()  # the staging folder is gone
+    for side in "ab":  # each side's record moved whole to its own folder
+        (path,) = results[side].glob("*.json")
+        assert json.loads(path.read_text()) == json.loads((tmp_path / f"{side}.json").read_text())
+    assert "7,663,344" in result.out and "b/a instructions per step: 1.00400 (+0.400%)" in result.out
+    assert f"cifar-bench compare {results['a']} {results['b']}" in result.out
+    # The records gate as any counted pair does.
+    assert run_cli("compare", results["a"], results["b"]).code == 0
+    assert run_cli("compare", results["a"], results["b"], "--max-instructions-increase", "0.25").code == 1
+
+
+def test_ab_with_counts_stops_in_one_line_when_a_side_refuses(run_cli, tmp_path):
+    a, b = counted_side(tmp_path, "a", PER_STEP, exit_code=2), counted_side(tmp_path, "b", PER_STEP)
+    result = run_cli("ab", "--a", a, "--b", b, "--results-a", tmp_path / "ra", "--results-b", tmp_path / "rb", "--",
+                     "run", "baseline", "--measure=instructions")  # fmt: skip
+    assert result.code == 2 and result.err.count("\n") == 1 and "side a" in result.err
+    assert len((tmp_path / "sides.log").read_text().splitlines()) == 1  # side b never started
+
+
+def test_ab_with_counts_keeps_a_failed_sides_record_and_exits_1(run_cli, tmp_path):
+    a, b = counted_side(tmp_path, "a", PER_STEP), counted_side(tmp_path, "b", PER_STEP, exit_code=1)
+    result = run_cli("ab", "--a", a, "--b", b, "--results-a", tmp_path / "ra", "--results-b", tmp_path / "rb", "--",
+                     "run", "baseline", "--measure", "instructions")  # fmt: skip
+    assert result.code == 1 and len(list((tmp_path / "rb").glob("*.json"))) == 1
+
+
+def test_ab_with_counts_names_a_side_command_that_does_not_exist(run_cli, tmp_path):
+    result = run_cli("ab", "--a", str(tmp_path / "no-such-cifar-bench"), "--b", "x", "--results-a", tmp_path / "ra",
+                     "--results-b", tmp_path / "rb", "--", "run", "baseline", "--measure", "instructions")  # fmt: skip
+    assert result.code == 2 and result.err.count("\n") == 1 and "--a" in result.err

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, one_line
+
+if TYPE_CHECKING:
+    from ..execution.ab_counted import CountedSide
 
 SIDES = ("a", "b")
 
@@ -31,6 +34,7 @@ def add_side_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_ab(args: argparse.Namespace) -> int:
     from ..execution.ab import coordinate
+    from ..execution.ab_counted import count_sides, wants_counts
     from ..execution.ab_protocol import PROTOCOL
 
     if args.protocol:
@@ -46,7 +50,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     if "--results-dir" in run_argv:
         raise UsageError("ab writes each side's records to its own folder: use --results-a/--results-b, "
                          "not --results-dir")  # fmt: skip
-    pairs = coordinate(args.a, args.b, run_argv, {"a": args.results_a, "b": args.results_b}, args.timeout)
+    results = {"a": args.results_a, "b": args.results_b}
+    if wants_counts(run_argv):  # counts need no turns: each side counted in turn, on one command line
+        sides = count_sides({"a": args.a, "b": args.b}, run_argv, results)
+        print(counts_table(sides, results))
+        return 0 if all(s.code == 0 for s in sides) else 1
+    pairs = coordinate(args.a, args.b, run_argv, results, args.timeout)
     print(pairs_table(pairs))
     failed = [p for p in pairs for s in SIDES if p[s].get("status") in ("failed", "diverged")]
     return 1 if failed else 0
@@ -117,6 +126,45 @@ def pairs_table(pairs: list[dict[str, Any]]) -> str:
             "records": f"{p['paths'][0]}  {p['paths'][1]}",
         })  # fmt: skip
     return tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True)
+
+
+def counts_table(sides: list[CountedSide], results: dict[str, Path]) -> str:
+    """Each side's counted runs side by side: instructions per step and per evaluated image, and b over a."""
+    from tabulate import tabulate
+
+    from ..execution.ab_counted import counts_of
+
+    rows, per_step = [], {}
+    for side in sides:
+        for path in side.records:
+            counts = counts_of(path)
+            per_step.setdefault(side.name, []).append(counts.get("per_step"))
+            rows.append({
+                "side": side.name,
+                "status": counts.get("status"),
+                "instr/step": _count(counts.get("per_step")),
+                "instr/eval image": _count(counts.get("per_eval_image")),
+                "record": str(path),
+            })  # fmt: skip
+    table = tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True)
+    a, b = (_median(per_step.get(name, [])) for name in SIDES)
+    if a and b:
+        table += (
+            f"\nb/a instructions per step: {b / a:.5f} ({b / a - 1:+.3%}); gate on it: "
+            f"cifar-bench compare {results['a']} {results['b']}"
+        )
+    return table
+
+
+def _count(value: Any) -> str:
+    return f"{value:,.0f}" if isinstance(value, (int, float)) else "–"
+
+
+def _median(values: list[Any]) -> float | None:
+    import statistics
+
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(numbers) if numbers else None
 
 
 def _fmt(value: Any) -> str:
