@@ -31,7 +31,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from cifar_bench.commands.cli import main as cli
+from cifar_bench.machine import cpu_model
 from cifar_bench.training import callgrind
 
 SOURCE = Path(__file__).resolve().parents[1]
@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="counted runs at once [2]")
     parser.add_argument("--limit-train", type=int, default=16, help="training images (batch 4) [16]")
     parser.add_argument("--limit-test", type=int, default=8, help="test images evaluated [8]")
+    parser.add_argument("--output", type=Path, help="write every count (per install and comparison) here as JSON")
     return parser.parse_args(argv)
 
 
@@ -181,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{max(planted):.3%})")  # fmt: skip
     print(f"false regressions (identical installs, at 1% or {args.threshold}%): {false_alarms} of {done}")
     print(f"planted {args.plant:.1%} caught at {args.threshold}%: {caught} of {done}")
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    print(f"machine: {cpu}, {os.cpu_count()} cores, valgrind {callgrind.valgrind_version()}; {args.steps} steps "
-          f"counted per run, {3 * done + 2} counted runs, {args.jobs} at a time, {elapsed / 60:.1f} min; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, valgrind {callgrind.valgrind_version()}; {args.steps} "
+          f"steps counted per run, {3 * done + 2} counted runs, {args.jobs} at a time, {elapsed / 60:.1f} min; "
           f"load average {load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end")  # fmt: skip
+    if args.output:
+        saved = {f"{kind}-{n:02d}": counts[kind, n] for kind in "abp" for n in range(done)}
+        about = {"plant_loops": loops, "machine": cpu_model(), "valgrind": callgrind.valgrind_version()}
+        args.output.write_text(json.dumps({"counts": saved, "steps": args.steps, **about}, indent=1))
     return 0 if false_alarms == 0 and caught == done == args.comparisons else 1
 
 
