@@ -282,6 +282,35 @@ def test_the_cross_goes_on_the_chart_of_what_regressed(tmp_path):
     assert "-10.00 pts acc" in page
 
 
+def test_counted_runs_get_a_chart_of_their_instructions_with_its_change_point(tmp_path):
+    from dataclasses import asdict
+
+    from cifar_bench.results.schema import InstructionsInfo
+
+    runs = []
+    for c in range(6):
+        per_step = 7_663_841 * (1.02 if c >= 3 else 1.0)  # 2% more work from the fourth commit on
+        info = InstructionsInfo(tool="callgrind", valgrind="3.19.0", mechanism="client requests", arch="x86_64",
+                                steps=5, train=round(per_step * 5), per_step=per_step, eval_images=8)  # fmt: skip
+        for seed in range(4):
+            r = record("baseline", train_s=80.0 + seed, seed=seed, instructions=asdict(info))
+            r["environment"].update(git_commit=f"{c:x}" * 40, cpu="AMD EPYC", device_name="AMD EPYC")
+            r["started_at"] = f"2026-01-0{c + 1}T10:00:0{seed}+00:00"
+            runs.append(r)
+    site = tmp_path / "site"
+    assert main(["publish", str(write(tmp_path / "r", *runs)), "--output", str(site)]) == 0
+    page = next((site / "workloads").glob("*.html")).read_text()
+    found = charts(page)
+    assert next(iter(found)) == "chart-instructions_per_step" and "chart-train_s" in found
+    assert len(points(found["chart-instructions_per_step"], "instructions_per_step-runs")) == 24
+    assert "instr/step" in page and "+2.0%" in page  # the change point, listed
+    assert "instructions per step (counted runs) up more than 1%" in page
+    # A timed series has no such chart.
+    timed = tmp_path / "timed"
+    main(["publish", str(write(tmp_path / "t", *history_records())), "--output", str(timed)])
+    assert "chart-instructions_per_step" not in charts(next((timed / "workloads").glob("*.html")).read_text())
+
+
 ODD_FIELDS = [("seed",), ("started_at",), ("hyperparameters",), ("environment", "git_commit"), ("environment", "cpu"),
               ("environment", "device_name"), ("timings", "train_s"), ("metrics", "test_accuracy"),
               ("throughput", "train_img_s"), ("run_id",), ("precision",), ("workload",)]  # fmt: skip

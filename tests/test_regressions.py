@@ -159,3 +159,53 @@ def test_the_library_window(tmp_path):
     assert window_start(found.order) == 0 and window_start(found.order, last=3) == 7
     assert window_start(found.order, since=commit_hash(2)) == 3
     assert len(table(found, 0)) == 1 and table(found, 6).empty
+
+
+# --- counted runs (run --measure instructions) -------------------------------------------------------
+
+
+def counted_history(per_step: list[float], train_s: list[float], runs: int = 3) -> list[dict]:
+    """Records of counted runs: one count per commit (every run of it the same, as counts are), valgrind's times."""
+    from dataclasses import asdict
+
+    from cifar_bench.results.schema import InstructionsInfo
+
+    records = []
+    for c, (count, seconds) in enumerate(zip(per_step, train_s, strict=True)):
+        info = InstructionsInfo(tool="callgrind", valgrind="3.19.0", mechanism="client requests", arch="x86_64",
+                                steps=5, train=round(count * 5), per_step=count, eval_images=8)  # fmt: skip
+        for s in range(runs):
+            r = record(train_s=seconds * (1 + 0.01 * s), seed=s, instructions=asdict(info))
+            r["environment"].update(git_commit=commit_hash(c), cpu="AMD EPYC", device_name="AMD EPYC")
+            r["started_at"] = f"2026-03-{c + 1:02d}T02:00:{s:02d}+00:00"
+            records.append(r)
+    return records
+
+
+# Counts as measured (benchmarks/instructions_gate.py): one step of the baseline counted 7,663,841, 7,669,079 or
+# 7,667,714 instructions with nothing changed but the results folder's name; valgrind's times wander widely.
+COUNTS = [7_663_841, 7_669_079, 7_667_714, 7_663_841, 7_667_714, 7_669_079, 7_663_841, 7_667_714, 7_669_079, 7_667_714]
+VALGRIND_S = [80.0, 82.0, 250.0, 81.0, 79.0, 240.0, 255.0, 83.0, 80.0, 81.0]  # a busy neighbour on three nights
+
+
+def test_counted_runs_are_searched_on_their_counts_not_valgrinds_times(tmp_path):
+    stepped = [c * (1.02 if i >= 5 else 1.0) for i, c in enumerate(COUNTS)]  # 2% more work from commit 6
+    code, rows = regressions(tmp_path, counted_history(stepped, VALGRIND_S), "--last", "5")
+    assert code == 1
+    (row,) = rows  # nothing of valgrind's tripled times
+    assert (row["#"], row["measure"], row["regression"]) == (6, "instr/step", "REGRESSION")
+    assert 1.9 < row["change"] < 2.1 and row["low"] > 1.5
+    # Below --max-instructions-increase it is listed, not a regression.
+    code, rows = regressions(tmp_path, counted_history(stepped, VALGRIND_S), "--max-instructions-increase", "3")
+    assert code == 0 and [(r["#"], r["regression"]) for r in rows] == [(6, "")]
+
+
+def test_counts_that_only_move_with_the_folder_name_are_not_a_regression(tmp_path):
+    code, rows = regressions(tmp_path, counted_history(COUNTS, VALGRIND_S))
+    assert code == 0 and all(r["regression"] == "" for r in rows)
+
+
+def test_counted_and_timed_runs_of_one_recipe_are_separate_series(tmp_path):
+    stepped = [c * (1.02 if i >= 5 else 1.0) for i, c in enumerate(COUNTS)]
+    code, rows = regressions(tmp_path, counted_history(stepped, VALGRIND_S) + history(FLAT, seed=2))
+    assert code == 1 and [(r["#"], r["measure"]) for r in rows] == [(6, "instr/step")]

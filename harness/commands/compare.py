@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import UsageError, warn
 from ..results.defaults import COMPARE_METRICS as METRICS
+from ..results.defaults import DEFAULT_MAX_INSTRUCTIONS_INCREASE
 from .arguments import accuracy_target, alpha, choice_type, percentage, points, positive_points, write_output
 
 FORMATS = ("text", "markdown", "json")
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--max-slowdown", type=percentage, default=0.10, metavar="PCT",
         help="slowdown allowed before a pair can be a regression [10%%]")  # fmt: skip
-    add("--max-instructions-increase", type=percentage, default=0.01, metavar="PCT",
+    add("--max-instructions-increase", type=percentage, default=DEFAULT_MAX_INSTRUCTIONS_INCREASE, metavar="PCT",
         help="instructions per training step allowed above the baseline's, for pairs whose records both "
              "counted them (run --measure instructions): a plain threshold, as counts do not wander [1%%]")  # fmt: skip
     add("--max-accuracy-drop", type=points, default=0.5, metavar="POINTS",

@@ -8,14 +8,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import warn
-from ..results.defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, METHODS, MIN_SEGMENT
+from ..results.defaults import (
+    ALPHA,
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_MAX_INSTRUCTIONS_INCREASE,
+    DEFAULT_MAX_SLOWDOWN,
+    METHODS,
+    MIN_SEGMENT,
+)
 from ..results.defaults import REPORT_FORMATS as FORMATS
 from .arguments import alpha, choice_type, percentage, points, positive_int, write_output
 
 DESCRIPTION = (
-    "List the change points of every series (train time, images/s, test accuracy; per workload, device and "
-    "machine, as publish groups them), newest first. Exit 1 when a regression (slower beyond --max-slowdown, or "
-    "accuracy lower by more than --max-accuracy-drop, significantly) begins in the window, 0 when none does, "
+    "List the change points of every series (train time, images/s, test accuracy; instructions per step for "
+    "counted runs; per workload, device and machine, as publish groups them), newest first. Exit 1 when a "
+    "regression (slower beyond --max-slowdown, more instructions beyond --max-instructions-increase, or accuracy "
+    "lower by more than --max-accuracy-drop, significantly) begins in the window, 0 when none does, "
     "2 on bad input. Method: E-Divisive proposes, Student's t-test of the commits' medians decides (see "
     "docs/publishing.md)."
 )
@@ -39,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="POINTS",
         help=f"accuracy drop in percentage points beyond which one is a regression [{DEFAULT_MAX_ACCURACY_DROP:g}]",
     )
+    add("--max-instructions-increase", type=percentage, default=DEFAULT_MAX_INSTRUCTIONS_INCREASE, metavar="PCT",
+        help="rise in instructions per training step beyond which a change point of counted runs (run --measure "
+        f"instructions) is a regression [{DEFAULT_MAX_INSTRUCTIONS_INCREASE:.0%}]".replace("%", "%%"))  # fmt: skip
     add("--alpha", type=alpha, default=ALPHA, help=f"significance level of a change point [{ALPHA}]")
     add("--method", type=choice_type(METHODS, "method"), default="t",
         help="t: Student's t-test of the commits' medians; permutation: shuffles of whole commits [t]")  # fmt: skip
@@ -54,7 +65,8 @@ def cmd_regressions(args: argparse.Namespace, report: Callable[[str], None] = wa
 
     loaded = load_runs(args.paths or [Path("results")], report=report)
     settings = Settings(max_slowdown=args.max_slowdown, max_accuracy_drop=args.max_accuracy_drop,
-                        method=args.method, alpha=args.alpha, min_segment=args.min_segment)  # fmt: skip
+                        max_instructions_increase=args.max_instructions_increase, method=args.method,
+                        alpha=args.alpha, min_segment=args.min_segment)  # fmt: skip
     found = find_regressions(loaded.runs, settings)
     for note in found.notes:
         report(note)

@@ -417,12 +417,17 @@ class Measure:
     relative: bool
 
 
-#: The measures publish charts, by their field name in a run's row.
+#: The measures searched for change points, by their field name in a run's row. Instructions per step are
+#: those of counted runs (``run --measure instructions``), whose times are valgrind's and are not searched.
 MEASURES = {
     "train_s": Measure(worse="up", relative=True),
     "train_img_s": Measure(worse="down", relative=True),
     "test_accuracy_pct": Measure(worse="down", relative=False),
+    "instructions_per_step": Measure(worse="up", relative=True),
 }
+#: The measures that are times: not searched in a series of counted runs (valgrind's times say nothing).
+TIMED = ("train_s", "train_img_s")
+COUNTED = "instructions_per_step"
 
 
 def is_regression(point: ChangePoint, *, worse: Direction, threshold: float) -> bool:

@@ -19,11 +19,13 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .defaults import DEFAULT_MAX_INSTRUCTIONS_INCREASE
+
 if TYPE_CHECKING:
     import pandas as pd
 
 #: The default threshold: a fraction of the baseline's instructions per step.
-DEFAULT_MAX_INCREASE = 0.01
+DEFAULT_MAX_INCREASE = DEFAULT_MAX_INSTRUCTIONS_INCREASE
 #: A side whose counts spread by more than this share of the threshold is not steady enough to gate on.
 STEADY_SHARE = 0.25
 PER_STEP, PER_IMAGE = "instructions_per_step", "instructions_per_eval_image"

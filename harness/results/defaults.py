@@ -19,6 +19,9 @@ METHODS: tuple[Method, ...] = ("t", "permutation")
 DEFAULT_MAX_SLOWDOWN = 0.05
 #: An accuracy drop beyond this many percentage points is a regression.
 DEFAULT_MAX_ACCURACY_DROP = 1.0
+#: Instructions per training step beyond this fraction above the baseline's are a regression (counted runs,
+#: ``run --measure instructions``): a plain threshold, as counts do not wander; compare's default too.
+DEFAULT_MAX_INSTRUCTIONS_INCREASE = 0.01
 
 # -- report ---------------------------------------------------------------------------------------------------
 

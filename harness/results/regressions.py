@@ -1,10 +1,12 @@
 """The change points of every series in a set of records: what ``cifar-bench regressions`` lists and
 ``publish`` marks.
 
-Series are grouped as ``publish`` groups them (workload x device x machine, see ``series.py``); three
+Series are grouped as ``publish`` groups them (workload x device x machine, see ``series.py``); the
 measures of each are searched for change points (``changepoints.detect``): train seconds, train images/s
-and test accuracy. A change point is a *regression* when it goes the worse way (slower, fewer images/s,
-lower accuracy) by more than a threshold, its interval wholly on that side (``changepoints.is_regression``).
+and test accuracy, or, for a series of counted runs (``run --measure instructions``: a workload of its
+own), instructions per training step and test accuracy (their times are valgrind's). A change point is a
+*regression* when it goes the worse way (slower, fewer images/s, more instructions, lower accuracy) by more
+than a threshold, its interval wholly on that side (``changepoints.is_regression``).
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .changepoints import MEASURES, ChangePoint, detect, is_regression
-from .defaults import ALPHA, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MAX_SLOWDOWN, MIN_SEGMENT, Method
+from .changepoints import COUNTED, MEASURES, TIMED, ChangePoint, detect, is_regression
+from .defaults import (
+    ALPHA,
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_MAX_INSTRUCTIONS_INCREASE,
+    DEFAULT_MAX_SLOWDOWN,
+    MIN_SEGMENT,
+    Method,
+)
 from .series import by_series, has_commit, slot_label, slot_runs
 
 if TYPE_CHECKING:
     import pandas as pd
 
 #: How each measure is named in tables, and the unit of its change.
-LABELS = {"train_s": "train s", "train_img_s": "train img/s", "test_accuracy_pct": "test acc %"}
+LABELS = {"train_s": "train s", "train_img_s": "train img/s", "test_accuracy_pct": "test acc %",
+          "instructions_per_step": "instr/step"}  # fmt: skip
 #: Characters of a commit named by ``--since`` that must match, at least.
 MIN_PREFIX = 4
 
@@ -33,11 +43,14 @@ class Settings:
 
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN  # a fraction: 0.05 is 5% slower
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP  # percentage points
+    max_instructions_increase: float = DEFAULT_MAX_INSTRUCTIONS_INCREASE  # a fraction: 0.01 is 1% more
     method: Method = "t"
     alpha: float = ALPHA
     min_segment: int = MIN_SEGMENT
 
     def threshold(self, measure: str) -> float:
+        if measure == COUNTED:
+            return self.max_instructions_increase
         return self.max_slowdown if MEASURES[measure].relative else self.max_accuracy_drop
 
 
@@ -45,7 +58,7 @@ class Settings:
 class Change:
     """A change point of one measure of one series, placed in the history."""
 
-    measure: str  # train_s, train_img_s or test_accuracy_pct
+    measure: str  # a key of changepoints.MEASURES
     point: ChangePoint
     regression: bool
     position: int  # index of the slot where it begins, in the history's order (oldest 0)
@@ -112,7 +125,8 @@ def series_changes(runs: pd.DataFrame, position: Mapping[str, int], settings: Se
     ok = runs[runs["status"] == "ok"]
     ok = ok.assign(_at=ok["slot"].map(position)).sort_values(["_at", "started_at", "run_id"], kind="stable")
     changes = []
-    for measure, how in MEASURES.items():
+    for measure in searched(ok):
+        how = MEASURES[measure]
         values = pd.to_numeric(ok[measure], errors="coerce")
         usable = values.notna() & values.map(lambda v: abs(v) < float("inf")) & ((values > 0) | (not how.relative))
         points = detect(list(values[usable]), list(ok["slot"][usable]), relative=how.relative, method=settings.method,
@@ -121,6 +135,15 @@ def series_changes(runs: pd.DataFrame, position: Mapping[str, int], settings: Se
             regression = is_regression(p, worse=how.worse, threshold=settings.threshold(measure))
             changes.append(Change(measure, p, regression, position[str(p.group)]))
     return sorted(changes, key=lambda c: (c.position, list(MEASURES).index(c.measure)))
+
+
+def searched(runs: pd.DataFrame) -> list[str]:
+    """The measures searched in one series: its times, or, when its runs were counted, its instruction counts."""
+    import pandas as pd
+
+    counted = COUNTED in runs and pd.to_numeric(runs[COUNTED], errors="coerce").notna().any()
+    skip = TIMED if counted else (COUNTED,)
+    return [m for m in MEASURES if m not in skip and m in runs]
 
 
 def find_regressions(runs: pd.DataFrame, settings: Settings | None = None, notes: Sequence[str] = ()) -> Regressions:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import compare_accuracy
 from ..compare_render import rule
-from ..regressions import LABELS, Change, change_text, interval_text
+from ..regressions import LABELS, Change, change_text, interval_text, searched
 from ..series import slot_label
 from .charts import REGRESSION_COLOUR, commit_text, comparison_chart, measure_chart
 from .evaluations import evaluation_section
@@ -22,6 +22,8 @@ MEASURES = (  # column, chart title, axis label, how a value prints
     ("train_img_s", "Training throughput", "train images/s", "{:,.0f}"),
     ("test_accuracy_pct", "Test accuracy", "test accuracy %", "{:.2f}"),
 )
+#: The chart a series of counted runs (run --measure instructions) gets first: its times are valgrind's.
+COUNTED_MEASURE = ("instructions_per_step", "Instructions per training step", "instructions/step", "{:,.0f}")
 
 
 def run_details(runs: pd.DataFrame) -> dict[str, str]:
@@ -173,8 +175,9 @@ change point. Latest commit per workload; the change and verdict are against the
 
 def series_page(s: Series, history: History, siblings: Sequence[Series], title: str) -> str:
     details = run_details(s.runs)
+    measures = (COUNTED_MEASURE, *MEASURES) if COUNTED_MEASURE[0] in searched(s.runs) else MEASURES
     charts = "\n".join(_chart(measure_chart(s, column, name, label, fmt, details), f"chart-{column}")
-                       for column, name, label, fmt in MEASURES)  # fmt: skip
+                       for column, name, label, fmt in measures)  # fmt: skip
     first = s.runs.iloc[0]
     identity = [("recipe", s.recipe), ("device", s.device), ("variant", s.variant), ("machine", s.machine),
                 ("workload", s.key[0]), ("dataset", first.get("dataset")),
@@ -286,8 +289,9 @@ def change_rule(history: History) -> str:
     test = "Student's t-test of the commits' medians" if s.method == "t" else "shuffles of whole commits"
     return (f"E-Divisive proposes where each series splits, {test} keeps a split at p <= {s.alpha:g}, at least "
             f"{s.min_segment} commits a side; a regression when slower (or fewer images/s) by more than "
-            f"{s.max_slowdown:.0%}, or accuracy down more than {s.max_accuracy_drop:g} points, with the 95% "
-            "interval wholly on that side.")  # fmt: skip
+            f"{s.max_slowdown:.0%}, instructions per step (counted runs) up more than "
+            f"{s.max_instructions_increase:.0%}, or accuracy down more than {s.max_accuracy_drop:g} points, with "
+            "the 95% interval wholly on that side.")  # fmt: skip
 
 
 def _changes_count(s: Series) -> str:
