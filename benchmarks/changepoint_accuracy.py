@@ -71,7 +71,7 @@ import numpy as np
 from tabulate import tabulate
 
 from cifar_bench.machine import cpu_model
-from cifar_bench.results.changepoints import ALPHA, METHODS, MIN_SEGMENT, PERMUTATIONS, detect
+from cifar_bench.results.changepoints import ALPHA, MEASURES, METHODS, MIN_SEGMENT, PERMUTATIONS, detect
 from cifar_bench.results.stats import slower_p_value
 from cifar_bench.results.tdist import student_t_test
 
@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--noise-from", type=Path, help="records of earlier runs, one subfolder per invocation")
     source.add_argument("--noise-json", type=Path, help="the noise saved by an earlier run of this script")
+    source.add_argument("--noise-counts", type=Path,
+                        help="instruction counts instead of times: the --output of benchmarks/instructions_gate.py, "
+                        "each counted process of its identical installs one invocation")  # fmt: skip
     parser.add_argument("--invocations", type=int, default=20, help="invocations to measure the noise from [20]")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measured invocation [3]")
     parser.add_argument("--commits", type=int, default=20, help="commits per synthetic history [20]")
@@ -103,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, default=ALPHA, help=f"significance level [{ALPHA}]")
     parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help=f"shuffles per test [{PERMUTATIONS}]")
     parser.add_argument("--min-segment", type=int, default=MIN_SEGMENT, help=f"commits a side [{MIN_SEGMENT}]")
+    parser.add_argument("--min-change", type=float,
+                        help="smallest change reported, a fraction [0 for times; with --noise-counts, the counted "
+                        "measure's resolution, as regressions uses it]")  # fmt: skip
     parser.add_argument("--within", type=int, default=2, help="commits off that still count as found [2]")
     parser.add_argument("--before", type=int, default=20, help="commits before the step, second table [20]")
     parser.add_argument("--after-steps", default="0.05,0.10", help="steps of the second table [0.05,0.10]")
@@ -110,7 +116,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic histories [0]")
     parser.add_argument("--output", type=Path, default=Path("changepoint-accuracy.json"),
                         help="where the noise, machine and tables are written [changepoint-accuracy.json]")  # fmt: skip
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    counts = MEASURES["instructions_per_step"]  # detect's settings for counts, as regressions passes them
+    if args.min_change is None:
+        args.min_change = counts.resolution if args.noise_counts else 0.0
+    args.ranks = counts.ranks if args.noise_counts else True
+    return args
 
 
 # -- the noise -----------------------------------------------------------------------------------------
@@ -145,6 +156,18 @@ def read_blocks(folder: Path) -> list[list[float]]:
     return [b for b in blocks if b]
 
 
+def count_blocks(path: Path) -> tuple[list[list[float]], dict]:
+    """Instructions per step of every counted process of the two identical installs (``a``, ``b``) of an
+    ``instructions_gate.py --output`` file, one block each: a count is its own process, and the same command
+    line counts the same, so the runs of one commit are one value repeated and commits differ only as the
+    counts of differently named results folders did."""
+    saved = json.loads(path.read_text())
+    blocks = [[float(c["per_step"])] for name, c in sorted(saved["counts"].items()) if name[0] in "ab"]
+    about = {"source": f"instruction counts ({path.name})", "cpu": saved.get("machine"),
+             "valgrind": saved.get("valgrind"), "steps": saved.get("steps")}  # fmt: skip
+    return blocks, about
+
+
 @dataclass(frozen=True)
 class Noise:
     """Residuals: commit levels (an invocation's median / the overall median) and runs within (run / its median)."""
@@ -167,9 +190,11 @@ def describe_noise(blocks: list[list[float]]) -> dict[str, float]:
     sizes = [len(b) for b in blocks]
     logs = [np.log(b) for b in blocks]
     between = np.var([lg.mean() for lg in logs], ddof=1)  # one-way ANOVA on log times, unequal sizes
-    within = sum(((lg - lg.mean()) ** 2).sum() for lg in logs) / (sum(sizes) - len(blocks))
-    k = (sum(sizes) - sum(s * s for s in sizes) / sum(sizes)) / (len(blocks) - 1)
-    icc = (k * between - within) / (k * between + (k - 1) * within)
+    icc = float("nan")  # undefined with one run per invocation (counts: each its own process)
+    if sum(sizes) > len(blocks):
+        within = sum(((lg - lg.mean()) ** 2).sum() for lg in logs) / (sum(sizes) - len(blocks))
+        k = (sum(sizes) - sum(s * s for s in sizes) / sum(sizes)) / (len(blocks) - 1)
+        icc = (k * between - within) / (k * between + (k - 1) * within)
     return {
         "invocations": len(blocks),
         "runs": sum(sizes),
@@ -272,7 +297,8 @@ def run_case(args: argparse.Namespace, noise: Noise, case: str, commits: int, ru
         groups = [c for c in range(commits) for _ in range(runs)]
         started = time.perf_counter()
         points = detect(values, groups, method=args.method, alpha=args.alpha, permutations=args.permutations,
-                        min_segment=args.min_segment, unit=unit, seed=int(rng.integers(2**31)))  # fmt: skip
+                        min_segment=args.min_segment, unit=unit, seed=int(rng.integers(2**31)),
+                        min_change=args.min_change, ranks=args.ranks)  # fmt: skip
         tally.seconds += time.perf_counter() - started
         size = None if case in ("flat", "drift") else float(case)
         score(tally, points, first, last, size, args.within)
@@ -340,6 +366,8 @@ def load_noise(args: argparse.Namespace) -> tuple[list[list[float]], dict]:
         return saved["noise"]["blocks"], saved["noise"].get("measured", {})
     if args.noise_from:
         return read_blocks(args.noise_from), {"source": str(args.noise_from)}
+    if args.noise_counts:
+        return count_blocks(args.noise_counts)
     started = os.getloadavg()
     blocks, loads = measure(args.invocations, args.repeats)
     measured = {"source": "measured", "command": " ".join(RUN_ARGS), "cpu": cpu_model(), "cores": os.cpu_count(),
@@ -395,7 +423,8 @@ def run_after(args: argparse.Namespace, noise: Noise, step: float, after: int, r
         values = history(levels, runs, noise, args.noise_model, rng)
         groups = [c for c in range(before + after) for _ in range(runs)]
         points = detect(values, groups, method=args.method, alpha=args.alpha, permutations=args.permutations,
-                        min_segment=args.min_segment, unit=args.unit, seed=int(rng.integers(2**31)))  # fmt: skip
+                        min_segment=args.min_segment, unit=args.unit, seed=int(rng.integers(2**31)),
+                        min_change=args.min_change, ranks=args.ranks)  # fmt: skip
         score(tally, points, before, before, step, args.within)
         tally.oracle += oracle(values, runs, before, before, args.alpha, args.method)
     return tally
@@ -430,7 +459,8 @@ def report(args: argparse.Namespace, summary: dict, measured: dict, table: list,
     print(f"histories: {args.commits} commits x {args.runs} runs, {args.series} per case ({args.flat_series} flat), "
           f"noise model "
           f"{args.noise_model}; detect(method={args.method}, alpha={args.alpha}, permutations={args.permutations}, "
-          f"min_segment={args.min_segment}, unit={args.unit}); found = within {args.within} commits")  # fmt: skip
+          f"min_segment={args.min_segment}, unit={args.unit}, min_change={args.min_change}, ranks={args.ranks}); "
+          f"found = within {args.within} commits")  # fmt: skip
     print()
     print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
     print()

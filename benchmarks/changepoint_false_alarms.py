@@ -23,15 +23,19 @@ import platform
 from pathlib import Path
 
 import numpy as np
-from changepoint_accuracy import Noise, cpu_model, history
+from changepoint_accuracy import Noise, count_blocks, cpu_model, history
 from tabulate import tabulate
 
-from cifar_bench.results.changepoints import ALPHA, METHODS, MIN_SEGMENT, detect
+from cifar_bench.results.changepoints import ALPHA, MEASURES, METHODS, MIN_SEGMENT, detect
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--noise-json", type=Path, required=True, help="noise saved by changepoint_accuracy.py")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--noise-json", type=Path, help="noise saved by changepoint_accuracy.py")
+    source.add_argument("--noise-counts", type=Path,
+                        help="instruction counts (instructions_gate.py --output), searched as regressions searches "
+                        "counts: on values, changes under the counts' resolution not reported")  # fmt: skip
     parser.add_argument("--noise-model", choices=("invocations", "normal"), default="invocations",
                         help="commit levels as measured, or log-normal at their spread [invocations]")  # fmt: skip
     parser.add_argument("--lengths", default="10,20,50,100", help="commits per history [10,20,50,100]")
@@ -49,7 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    noise = Noise.from_blocks(json.loads(args.noise_json.read_text())["noise"]["blocks"])
+    if args.noise_counts:
+        blocks, source = count_blocks(args.noise_counts)[0], args.noise_counts.name
+        how = MEASURES["instructions_per_step"]
+        settings = {"min_change": how.resolution, "ranks": how.ranks}
+    else:
+        blocks, source = json.loads(args.noise_json.read_text())["noise"]["blocks"], args.noise_json.name
+        settings = {}
+    noise = Noise.from_blocks(blocks)
     rows = []
     for commits in (int(c) for c in args.lengths.split(",")):
         rng = np.random.default_rng([args.seed, commits])
@@ -58,11 +69,11 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.series):
             values = history(np.ones(commits), args.runs, noise, args.noise_model, rng)
             for method in args.methods:
-                flagged[method] += bool(detect(values, groups, method=method, alpha=args.alpha))  # type: ignore[arg-type]
+                flagged[method] += bool(detect(values, groups, method=method, alpha=args.alpha, **settings))  # type: ignore[arg-type]
         rows.append({"commits": commits, **{f"{m}: with a change point": f"{n} / {args.series} ({n / args.series:.1%})"
                                             for m, n in flagged.items()}})  # fmt: skip
     print(f"flat histories with a change point: detect at level {args.alpha}, at least {MIN_SEGMENT} commits "
-          f"a side, {args.runs} runs a commit, noise {args.noise_json.name} drawn as "
+          f"a side, {args.runs} runs a commit, noise {source} drawn as "
           f"'{args.noise_model}', seed {args.seed}")  # fmt: skip
     print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy "

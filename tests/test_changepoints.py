@@ -298,3 +298,42 @@ def test_the_methods_agree_on_a_long_clear_step() -> None:
     assert [p.group for p in found["t"]] == [p.group for p in found["permutation"]] == ["c15"]
     with pytest.raises(ValueError, match="method"):
         detect(values, groups, method="bayes")  # type: ignore[arg-type]
+
+
+# --- the smallest change reported (min_change: counts that move a little with memory layout) ---------
+
+
+def counts_history(levels: list[float], *, runs: int = 3) -> tuple[list[float], list[str]]:
+    """Counted runs: every run of a commit the same value (counts do not wander), 7.66 million times the level."""
+    values = [7_663_841 * level for level in levels for _ in range(runs)]
+    return values, [f"c{c:02d}" for c, _ in enumerate(levels) for _ in range(runs)]
+
+
+@pytest.mark.parametrize("method", ["t", "permutation"])
+def test_a_change_below_min_change_is_not_reported_however_significant(method) -> None:
+    tiny = [1.0] * 10 + [1.0005] * 10  # +0.05%: as a results folder's name moved a count
+    values, groups = counts_history(tiny)
+    for ranks in (True, False):
+        assert [p.group for p in detect(values, groups, method=method, ranks=ranks)] == ["c10"]
+        assert detect(values, groups, method=method, min_change=0.002, ranks=ranks) == []
+    values, groups = counts_history([1.0] * 10 + [1.02] * 10)  # +2%: reported either way
+    assert [p.group for p in detect(values, groups, method=method, min_change=0.002)] == ["c10"]
+
+
+def test_a_dropped_small_change_leaves_its_neighbour_measured_across_it() -> None:
+    levels = [1.0] * 8 + [1.0005] * 8 + [1.03] * 8  # a layout move at c08, then 3% more work at c16
+    values, groups = counts_history(levels)
+    # On ranks the layout move looks as large as the change, and the best split tested (c08 against all after
+    # it) is not significant: nothing is found. On values, both are.
+    assert detect(values, groups) == []
+    assert [p.group for p in detect(values, groups, ranks=False)] == ["c08", "c16"]
+    (point,) = detect(values, groups, min_change=0.002, ranks=False)
+    assert point.group == "c16" and point.magnitude == pytest.approx(1.03 / np.mean([1.0] * 8 + [1.0005] * 8))
+
+
+def test_min_change_in_points_for_a_series_of_differences() -> None:
+    values, groups = history([50.0] * 10 + [49.7] * 10, commit_sd=0.0001, run_sd=0.0001, seed=1)
+    assert [p.group for p in detect(values, groups, relative=False)] == ["c10"]
+    assert detect(values, groups, relative=False, min_change=0.5) == []
+    with pytest.raises(ValueError, match="min_change"):
+        detect(values, groups, min_change=-0.1)

@@ -200,9 +200,9 @@ def test_counted_runs_are_searched_on_their_counts_not_valgrinds_times(tmp_path)
     assert code == 0 and [(r["#"], r["regression"]) for r in rows] == [(6, "")]
 
 
-def test_counts_that_only_move_with_the_folder_name_are_not_a_regression(tmp_path):
-    code, rows = regressions(tmp_path, counted_history(COUNTS, VALGRIND_S))
-    assert code == 0 and all(r["regression"] == "" for r in rows)
+def test_counts_that_only_move_with_the_folder_name_are_no_change_at_all(tmp_path):
+    # Moves of up to 0.07% are under the counts' resolution (0.2%): not listed, however significant.
+    assert regressions(tmp_path, counted_history(COUNTS, VALGRIND_S)) == (0, [])
 
 
 def test_counted_and_timed_runs_of_one_recipe_are_separate_series(tmp_path):

@@ -2,9 +2,10 @@
 
 Matteson and James's (2014) Q(τ, κ): ``n1 n2 / (n1 + n2)`` times the energy distance (exponent 1) between
 the runs before a split τ and those from τ to κ. Computed on ranks, so that one run or one commit three times
-slower is just the top ranks. Splits fall only between groups (commits). ``changepoints`` uses the best
-(τ, κ) as the candidate change point; whether it is real is judged there (a t-test on the commits' values),
-or here by shuffling (``permutation_p_value``: whole groups, or single runs).
+slower is just the top ranks; or on the values, where there are no such outliers and sizes matter (counts:
+a layout move of 0.05% and a 3% change are the same to ranks). Splits fall only between groups (commits).
+``changepoints`` uses the best (τ, κ) as the candidate change point; whether it is real is judged there (a
+t-test on the commits' values), or here by shuffling (``permutation_p_value``: whole groups, or single runs).
 """
 
 from __future__ import annotations
@@ -124,13 +125,15 @@ def _best(q: np.ndarray) -> np.ndarray:
 # -- the candidate and its permutation test ------------------------------------------------------------
 
 
-def candidate(window: np.ndarray, starts: np.ndarray, min_segment: int) -> tuple[int, int, float, np.ndarray] | None:
+def candidate(window: np.ndarray, starts: np.ndarray, min_segment: int,
+              ranks: bool = True) -> tuple[int, int, float, np.ndarray] | None:  # fmt: skip
     """The best (τ, κ) of a window of runs whose groups begin at ``starts`` (ending with the run count).
 
     As (τ, κ, Q, ranks): τ is the first group after the split, κ the end of the stretch compared with the
     groups before it; None when no split leaves ``min_segment`` groups and ``MIN_RUNS`` runs each side.
+    ``ranks``: computed on the runs' ranks (the default), or on their values (then "ranks" are the values).
     """
-    ranks = _ranks(window)
+    ranks = _ranks(window) if ranks else np.asarray(window, dtype=float)
     q = _divisive_q(_between(ranks, starts), _weights(np.diff(starts), min_segment))
     if not np.isfinite(q.max()):
         return None
@@ -138,9 +141,10 @@ def candidate(window: np.ndarray, starts: np.ndarray, min_segment: int) -> tuple
     return int(tau), int(kappa), float(q.max()), ranks
 
 
-def best_single_split(window: np.ndarray, starts: np.ndarray, min_segment: int) -> int:
+def best_single_split(window: np.ndarray, starts: np.ndarray, min_segment: int, ranks: bool = True) -> int:
     """The group index of the best split of a window that holds one change and no other (κ at its end)."""
-    return int(np.argmax(_split_q(_between(_ranks(window), starts), np.diff(starts), min_segment)))
+    x = _ranks(window) if ranks else np.asarray(window, dtype=float)
+    return int(np.argmax(_split_q(_between(x, starts), np.diff(starts), min_segment)))
 
 
 def permutation_p_value(ranks: np.ndarray, starts: np.ndarray, observed: float, *, min_segment: int, unit: Unit,

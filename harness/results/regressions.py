@@ -130,7 +130,8 @@ def series_changes(runs: pd.DataFrame, position: Mapping[str, int], settings: Se
         values = pd.to_numeric(ok[measure], errors="coerce")
         usable = values.notna() & values.map(lambda v: abs(v) < float("inf")) & ((values > 0) | (not how.relative))
         points = detect(list(values[usable]), list(ok["slot"][usable]), relative=how.relative, method=settings.method,
-                        alpha=settings.alpha, min_segment=settings.min_segment)  # fmt: skip
+                        alpha=settings.alpha, min_segment=settings.min_segment, min_change=how.resolution,
+                        ranks=how.ranks)  # fmt: skip
         for p in points:
             regression = is_regression(p, worse=how.worse, threshold=settings.threshold(measure))
             changes.append(Change(measure, p, regression, position[str(p.group)]))
