@@ -38,6 +38,11 @@ choice are ``benchmarks/changepoint_accuracy.py``'s (tables in docs/publishing.m
   price: a change in the newest two commits is not reported yet (``compare`` and the adjacent-commit
   verdicts still see it).
 
+**Counts are read otherwise** (``run --measure instructions``; ``MEASURES["instructions_per_step"]``). They
+have no slow neighbours, only small moves with the counted process's memory layout (up to 0.068% measured), so
+E-Divisive proposes on their values, not ranks (to ranks a 0.05% move and a 3% change look alike), and a
+change under their resolution (``COUNT_RESOLUTION``, 0.2%) is not reported however significant.
+
 **Where it could have begun.** Each split is refined between its neighbouring change points (E-Divisive's
 best single split of that window, kept if the t-test still finds it there); ``earliest``..``latest`` runs
 over the groups next to it whose level the data cannot tell: those before it not clearly at the old
