@@ -195,6 +195,9 @@ def test_counted_runs_are_searched_on_their_counts_not_valgrinds_times(tmp_path)
     (row,) = rows  # nothing of valgrind's tripled times
     assert (row["#"], row["measure"], row["regression"]) == (6, "instr/step", "REGRESSION")
     assert 1.9 < row["change"] < 2.1 and row["low"] > 1.5
+    folder = write(tmp_path / "text", *counted_history(stepped, VALGRIND_S))
+    assert main(["regressions", str(folder), "--output", str(tmp_path / "out.txt")]) == 1
+    assert "more instructions per step (counted runs) by more than 1%" in (tmp_path / "out.txt").read_text()
     # Below --max-instructions-increase it is listed, not a regression.
     code, rows = regressions(tmp_path, counted_history(stepped, VALGRIND_S), "--max-instructions-increase", "3")
     assert code == 0 and [(r["#"], r["regression"]) for r in rows] == [(6, "")]

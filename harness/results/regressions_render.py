@@ -50,7 +50,8 @@ def _summary(rows: pd.DataFrame, found: Regressions, start: int) -> str:
 def _rule(found: Regressions) -> str:
     s = found.settings
     return (f"\nchange: after / before as a percentage (accuracy: points), with its 95% interval; regression: "
-            f"slower or fewer images/s by more than {s.max_slowdown:.0%}, or accuracy down more than "
-            f"{s.max_accuracy_drop:g} points, the interval wholly on that side. Change points: E-Divisive, "
+            f"slower or fewer images/s by more than {s.max_slowdown:.0%}, more instructions per step (counted runs) "
+            f"by more than {s.max_instructions_increase:.0%}, or accuracy down more than {s.max_accuracy_drop:g} "
+            "points, the interval wholly on that side. Change points: E-Divisive, "
             f"{'a t-test of the commit medians' if s.method == 't' else 'shuffled commits'} at {s.alpha:g}, "
             f"at least {s.min_segment} commits a side.")  # fmt: skip
