@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from cifar_bench.results.schema import ComponentRef, DatasetInfo, Environment, Metrics, RunRecord, Throughput, Timings
+from cifar_bench.results.schema import (
+    ComponentRef,
+    DatasetInfo,
+    Environment,
+    InstructionsInfo,
+    Metrics,
+    RunRecord,
+    Throughput,
+    Timings,
+)
 
 _counter = iter(range(10**6))
 
@@ -38,6 +48,15 @@ def record(
     ).to_dict()
     run.update(extra)
     return run
+
+
+def counted(per_step: float, *, valgrind: str = "3.19.0", steps: int = 5, **extra) -> dict:
+    """A record of a counted run (``run --measure instructions``): ``per_step`` instructions a training step, and
+    ``extra`` as for :func:`record` (``train_s`` is valgrind's time there)."""
+    info = InstructionsInfo(tool="callgrind", valgrind=valgrind, mechanism="callgrind client requests", arch="x86_64",
+                            steps=steps, train=round(per_step * steps), per_step=per_step, eval_images=32,
+                            eval=19_000_000, per_eval_image=19_000_000 / 32)  # fmt: skip
+    return record(instructions=asdict(info), **extra)
 
 
 def write(folder: Path, *records: dict) -> Path:

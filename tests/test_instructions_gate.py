@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from record_factory import counted as counted_record
 from record_factory import record, write
 
 from cifar_bench.commands.cli import main
@@ -24,10 +24,7 @@ PER_STEP = 7_663_344.4  # the baseline Net's step, as counted on the 2-core AMD 
 
 def counted(per_step: float = PER_STEP, *, valgrind_version: str = "3.19.0", steps: int = 5, **extra) -> dict:
     """A record of a counted run (``train_s`` is valgrind's time: it must not matter)."""
-    info = InstructionsInfo(tool="callgrind", valgrind=valgrind_version, mechanism=callgrind.MECHANISM,
-                            arch="x86_64", steps=steps, train=round(per_step * steps), per_step=per_step,
-                            eval_images=32, eval=19_000_000, per_eval_image=19_000_000 / 32)  # fmt: skip
-    return record(instructions=asdict(info), **extra)
+    return counted_record(per_step, valgrind=valgrind_version, steps=steps, **extra)
 
 
 def gate(tmp_path: Path, base: list[dict], current: list[dict], *flags: str, capsys) -> tuple[int, dict, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from record_factory import record, write
+from record_factory import counted, record, write
 
 from cifar_bench.commands.cli import main
 from cifar_bench.errors import UsageError
@@ -283,17 +283,11 @@ def test_the_cross_goes_on_the_chart_of_what_regressed(tmp_path):
 
 
 def test_counted_runs_get_a_chart_of_their_instructions_with_its_change_point(tmp_path):
-    from dataclasses import asdict
-
-    from cifar_bench.results.schema import InstructionsInfo
-
     runs = []
     for c in range(6):
         per_step = 7_663_841 * (1.02 if c >= 3 else 1.0)  # 2% more work from the fourth commit on
-        info = InstructionsInfo(tool="callgrind", valgrind="3.19.0", mechanism="client requests", arch="x86_64",
-                                steps=5, train=round(per_step * 5), per_step=per_step, eval_images=8)  # fmt: skip
         for seed in range(4):
-            r = record("baseline", train_s=80.0 + seed, seed=seed, instructions=asdict(info))
+            r = counted(per_step, train_s=80.0 + seed, seed=seed)
             r["environment"].update(git_commit=f"{c:x}" * 40, cpu="AMD EPYC", device_name="AMD EPYC")
             r["started_at"] = f"2026-01-0{c + 1}T10:00:0{seed}+00:00"
             runs.append(r)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from record_factory import record, write
+from record_factory import counted, record, write
 
 from cifar_bench.commands.cli import main
 from cifar_bench.results.reader import load_runs
@@ -166,16 +166,10 @@ def test_the_library_window(tmp_path):
 
 def counted_history(per_step: list[float], train_s: list[float], runs: int = 3) -> list[dict]:
     """Records of counted runs: one count per commit (every run of it the same, as counts are), valgrind's times."""
-    from dataclasses import asdict
-
-    from cifar_bench.results.schema import InstructionsInfo
-
     records = []
     for c, (count, seconds) in enumerate(zip(per_step, train_s, strict=True)):
-        info = InstructionsInfo(tool="callgrind", valgrind="3.19.0", mechanism="client requests", arch="x86_64",
-                                steps=5, train=round(count * 5), per_step=count, eval_images=8)  # fmt: skip
         for s in range(runs):
-            r = record(train_s=seconds * (1 + 0.01 * s), seed=s, instructions=asdict(info))
+            r = counted(count, train_s=seconds * (1 + 0.01 * s), seed=s)
             r["environment"].update(git_commit=commit_hash(c), cpu="AMD EPYC", device_name="AMD EPYC")
             r["started_at"] = f"2026-03-{c + 1:02d}T02:00:{s:02d}+00:00"
             records.append(r)
