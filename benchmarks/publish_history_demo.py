@@ -40,6 +40,20 @@ def package_view(checkout: Path, into: Path) -> Path:
     return into
 
 
+def harmless_commit(clone: Path, i: int) -> None:
+    """Commit a change that touches no code: a line appended to the README."""
+    with (clone / "README.md").open("a") as readme:
+        readme.write(f"\nA harmless change {i}.\n")
+    git(clone, "commit", "-qam", f"A harmless change {i}")
+
+
+def check_out(clone: Path, work: Path, i: int) -> tuple[Path, Path]:
+    """The clone's HEAD as worktree ``commit{i}`` under ``work``, and its importable package view."""
+    checkout = work / f"commit{i}"
+    git(clone, "worktree", "add", "-q", "--detach", str(checkout), "HEAD")
+    return checkout, package_view(checkout, work / f"path{i}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, required=True, help="the site's folder")
@@ -61,12 +75,8 @@ def main() -> None:
         elif i == 4:
             git(clone, "revert", "--no-edit", "HEAD")
         else:
-            with (clone / "README.md").open("a") as readme:
-                readme.write(f"\nA harmless change {i}.\n")
-            git(clone, "commit", "-qam", f"A harmless change {i}")
-        checkout = work / f"commit{i}"
-        git(clone, "worktree", "add", "-q", "--detach", str(checkout), "HEAD")
-        checkouts.append((checkout, package_view(checkout, work / f"path{i}")))
+            harmless_commit(clone, i)
+        checkouts.append(check_out(clone, work, i))
     records = work / "records"
     for seed in range(args.rounds):
         for i, (checkout, path) in enumerate(checkouts, 1):

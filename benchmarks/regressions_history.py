@@ -34,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from publish_history_demo import git, package_view
+from publish_history_demo import check_out, git, harmless_commit
 
 from cifar_bench.machine import cpu_model
 
@@ -96,12 +96,8 @@ def make_history(work: Path, args: argparse.Namespace) -> list[tuple[str, Path, 
             plant(clone, args.spin_ms)
             git(clone, "commit", "-qam", f"Planted slowdown: each training step spins {args.spin_ms} ms")
         else:
-            with (clone / "README.md").open("a") as readme:
-                readme.write(f"\nA harmless change {i}.\n")
-            git(clone, "commit", "-qam", f"A harmless change {i}")
-        checkout = work / f"commit{i}"
-        git(clone, "worktree", "add", "-q", "--detach", str(checkout), "HEAD")
-        commits.append((git(clone, "rev-parse", "HEAD"), checkout, package_view(checkout, work / f"path{i}")))
+            harmless_commit(clone, i)
+        commits.append((git(clone, "rev-parse", "HEAD"), *check_out(clone, work, i)))
     return commits
 
 
