@@ -21,7 +21,6 @@ from ..series import (
     by_series,
     has_commit,
     machine_of,
-    present,
     series_key,
     slot_label,
     slot_runs,
@@ -176,9 +175,6 @@ def _slug(words: Iterable[str], key: tuple[str, ...]) -> str:
 def _seed_order(seed: Any) -> float:
     """Seeds in numeric order; anything that is not a number (an odd record) after them."""
     return float(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else math.inf
-
-
-_present = present  # the name pages.py imports
 
 
 def escape(value: Any) -> str:

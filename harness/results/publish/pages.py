@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from .. import compare_accuracy
 from ..compare_render import rule
 from ..regressions import LABELS, Change, change_text, interval_text, searched
-from ..series import slot_label
+from ..series import present, slot_label
 from .charts import REGRESSION_COLOUR, commit_text, comparison_chart, measure_chart
 from .evaluations import evaluation_section
-from .history import MACHINE_FIELDS, CommitResult, History, Series, _present, escape
+from .history import MACHINE_FIELDS, CommitResult, History, Series, escape
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,9 +30,9 @@ def run_details(runs: pd.DataFrame) -> dict[str, str]:
     """What hovering a run's point shows: id, commit, seed, environment and hyperparameters, a line each."""
     details = {}
     for row in runs.to_dict("records"):
-        machine = ", ".join(dict.fromkeys(str(row.get(n)) for n in MACHINE_FIELDS if _present(row.get(n))))
+        machine = ", ".join(dict.fromkeys(str(row.get(n)) for n in MACHINE_FIELDS if present(row.get(n))))
         software = ", ".join(f"{name} {row.get(name)}" for name in ("threads", "python", "torch")
-                             if _present(row.get(name)))  # fmt: skip
+                             if present(row.get(name)))  # fmt: skip
         hp = _hyperparameters(row)
         hp_lines = [", ".join(f"{k}={v}" for k, v in list(hp.items())[i : i + 3]) for i in range(0, len(hp), 3)]
         lines = [f"run {row['run_id']}", f"{commit_text(str(row['slot']))}, seed {row.get('seed')}",
