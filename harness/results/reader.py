@@ -8,7 +8,6 @@ reported by name and the rest are read.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,21 +87,6 @@ def load_runs(paths: Sequence[Path | str], *, report: Callable[[str], None] | No
     return Loaded(pd.DataFrame(rows), problems)
 
 
-def _with_evaluations(flat: Callable[[Mapping[str, Any], Path], dict[str, Any]]):
-    """``flatten`` plus the run's evaluations (run --evaluate): the whole section, and each metric as an
-    ``EVALUATION.METRIC`` column (see evaluations.py)."""
-
-    @functools.wraps(flat)
-    def flatten_with_evaluations(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
-        row = flat(data, path)
-        row["evaluations"] = dict(_section(data, "evaluations"))
-        row.update(evaluations.metric_values(data.get("evaluations")))
-        return row
-
-    return flatten_with_evaluations
-
-
-@_with_evaluations
 def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """One record dict as one flat row; missing or mistyped fields become None or NaN."""
     recipe, device, status = data.get("recipe"), data.get("device"), data.get("status")
@@ -162,6 +146,9 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         # From 'run --measure instructions': counted under valgrind, instead of timed.
         "instructions_per_step": _number(_section(data, "instructions").get("per_step")),
         "instructions_per_eval_image": _number(_section(data, "instructions").get("per_eval_image")),
+        # From 'run --evaluate': the whole section, and each metric as an EVALUATION.METRIC column.
+        "evaluations": dict(_section(data, "evaluations")),
+        **evaluations.metric_values(data.get("evaluations")),
     }
 
 
