@@ -139,13 +139,22 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "ratio_train_s": _number(ratios.get("train_s")),
         "ratio_total_s": _number(ratios.get("total_s")),
         "error": data.get("error"),
+        **_measurement_fields(data),
+    }
+
+
+def _measurement_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What 'ab', 'run --measure instructions' and 'run --evaluate' add to a run, as columns."""
+    paired = _section(data, "paired_ratio")
+    instructions = _section(data, "instructions")
+    return {
         # From 'cifar-bench ab': the run of the other install this one took turns with, and the ratios.
         "partner_run_id": _section(data, "partner").get("run_id"),
-        "paired_step_median": _number(_section(data, "paired_ratio").get("step_median")),
-        "paired_train_s": _number(_section(data, "paired_ratio").get("train_s")),
+        "paired_step_median": _number(paired.get("step_median")),
+        "paired_train_s": _number(paired.get("train_s")),
         # From 'run --measure instructions': counted under valgrind, instead of timed.
-        "instructions_per_step": _number(_section(data, "instructions").get("per_step")),
-        "instructions_per_eval_image": _number(_section(data, "instructions").get("per_eval_image")),
+        "instructions_per_step": _number(instructions.get("per_step")),
+        "instructions_per_eval_image": _number(instructions.get("per_eval_image")),
         # From 'run --evaluate': the whole section, and each metric as an EVALUATION.METRIC column.
         "evaluations": dict(_section(data, "evaluations")),
         **evaluations.metric_values(data.get("evaluations")),
