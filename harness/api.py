@@ -208,6 +208,7 @@ def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tupl
     from .execution import torchrun, tracking
     from .execution.plan import Execution
     from .execution.request import preflight, results_folder
+    from .training import evaluations
     from .training.hyperparameters import check
     from .training.session import Session
     from .training.world import backend_for
@@ -229,7 +230,9 @@ def launch(recipe: str, options: RunOptions, *, traceback: bool = False) -> tupl
         tracking.check(session.registry, track)  # and an unknown tracker: rank 0 makes them, this process never
         for planned in plan.runs:
             for config in (planned.config, *([planned.reference] if planned.reference else [])):
-                check(config, session.registry.recipe(config.recipe))
+                spec = session.registry.recipe(config.recipe)
+                check(config, spec)
+                evaluations.entries(session.registry, spec, config)  # unknown, or refused with several ranks
         manifest = Path(folder) / "written.json"
         if plan.results_dir is None:  # nothing to keep: rank 0 writes here, and the records are read back
             plan = replace(plan, results_dir=Path(folder))

@@ -187,10 +187,15 @@ def test_a_reference_run_makes_no_evaluations(run_cli, tiny, tmp_path):
     assert list(by_role["candidate"]["evaluations"]) == ["calibration"] and by_role["reference"]["evaluations"] == {}
 
 
-def test_evaluations_are_refused_with_several_processes():
-    with pytest.raises(UsageError, match="evaluations run in one process"):
-        from cifar_bench.api import launch
+def test_evaluations_are_refused_with_several_processes_before_any_rank_starts(monkeypatch):
+    from cifar_bench.api import launch
+    from cifar_bench.execution import torchrun
 
+    def started(*args, **kwargs):
+        raise AssertionError("torchrun started ranks only for each of them to refuse the run")
+
+    monkeypatch.setattr(torchrun, "launch", started)
+    with pytest.raises(UsageError, match="evaluations run in one process"):
         launch("baseline", RunOptions(dataset="synthetic", nproc=2, evaluate="calibration"))
 
 
