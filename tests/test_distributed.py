@@ -26,9 +26,9 @@ SMALL = ("--dataset", "synthetic", "--limit-train", "192", "--limit-test", "50",
 TIMEOUT_S = 120
 
 
-def cifar_bench(*args) -> subprocess.CompletedProcess:
+def cifar_bench(*args, **env_vars: str) -> subprocess.CompletedProcess:
     """``cifar-bench ARGS`` in a fresh process (torchrun needs one), one thread per rank."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD": "1", **env_vars}
     command = [sys.executable, "-m", "cifar_bench", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, check=False)
 
@@ -89,12 +89,16 @@ def test_a_rank_that_raises_fails_the_command_with_its_error(tmp_path):
         "    if int(os.environ['RANK']) == 1:\n"
         "        raise RuntimeError('rank 1 gave up')\n"
     )
-    done = cifar_bench("run", "baseline", "-p", plugin, *SMALL, "--nproc", "2", "--results-dir", tmp_path / "r")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = cifar_bench("run", "baseline", "-p", plugin, *SMALL, "--nproc", "2", "--results-dir", tmp_path / "r",
+                       TMPDIR=str(temp))  # fmt: skip
     assert done.returncode == 1, done.stderr[-2000:]  # and within TIMEOUT_S, or cifar_bench() raised
     expected = "cifar-bench: error: rank 1 of 2 failed: plugin 'fail_on_rank_1' failed in train_progress: RuntimeError"
     assert expected in done.stderr and "rank 1 gave up" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").iterdir())
+    assert list(temp.iterdir()) == []  # the launcher's and the ranks' temporary files went with them
 
 
 @pytest.mark.parametrize(
