@@ -15,12 +15,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path_factory, monkeypatch):
+def isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No installed third-party plugins, and a cache of this test session's own."""
     monkeypatch.setenv("CIFAR_BENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("CIFAR_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("CIFAR_BENCH_TUNE_S", "0.02")  # CPU tuning picks from short timings: tests check what, not speed
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory, monkeypatch):
+    isolate(tmp_path_factory, monkeypatch)
 
 
 class CliResult:
