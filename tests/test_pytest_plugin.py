@@ -65,6 +65,9 @@ QUICK = ("--benchmark-max-time=0.05", "--benchmark-min-rounds=3", "--benchmark-w
 def author_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.delenv("TINY_DELAY_S", raising=False)
+    # The author's session is their own, not a worker of this suite's parallel run: pytest-benchmark turns
+    # itself off inside an xdist worker, and would save nothing.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makepyfile(tiny_plugin=TINY_PLUGIN, test_speed=AUTHOR_TESTS)
     pytester.makeini("[pytest]\ncifar_bench_plugins = tiny_plugin.py\n")
     return pytester
