@@ -173,8 +173,8 @@ def detect(values: Sequence[float], groups: Sequence[Hashable], *, method: Metho
     if method == "t":
         splits = _merge(series, _split(series, min_segment, alpha, unit), alpha, unit, smallest)
         return _t_points(series, raw, splits, min_segment, alpha, relative, unit)
-    found = _drop_small(series, _permutation_segmentation(series, min_segment, alpha, permutations, seed, unit),
-                        smallest, unit)  # fmt: skip
+    found = _permutation_segmentation(series, min_segment, alpha, permutations, seed, unit)
+    found = [f for f in found if abs(_rank_shift(series, *_bounds(found, f, len(series.labels)), unit)[0]) >= smallest]
     ends = [split for split, _ in found[1:]] + [len(series.labels)] if found else []
     points, first = [], 0
     for (_, p_value), end in zip(found, ends, strict=True):
@@ -185,25 +185,6 @@ def detect(values: Sequence[float], groups: Sequence[Hashable], *, method: Metho
                                 "permutation"))  # fmt: skip
         first = split
     return points
-
-
-def _drop_small(
-    series: _Series, found: list[tuple[int, float]], smallest: float, unit: Unit
-) -> list[tuple[int, float]]:
-    """The permutation path's ``min_change``: the smallest shift under ``smallest`` dropped, one at a time.
-
-    As ``_merge`` does on the t path: once a split is dropped its neighbours are measured across it, so that
-    a change made in two steps each under ``smallest`` is still reported once, as one change, when together
-    they are not under it.
-    """
-    found = list(found)
-    while found:
-        shifts = [abs(_rank_shift(series, *_bounds(found, f, len(series.labels)), unit)[0]) for f in found]
-        weakest = int(np.argmin(shifts))
-        if shifts[weakest] >= smallest:
-            break
-        del found[weakest]
-    return found
 
 
 def _bounds(found: list[tuple[int, float]], split: tuple[int, float], groups: int) -> tuple[int, int, int]:
